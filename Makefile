@@ -1,0 +1,66 @@
+# Hookkeeper — every task a make target. `make run` and `make test` are the two
+# that matter; everything installs itself into .venv and node_modules first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+BUF := node_modules/.bin/buf
+
+.PHONY: install run serve migrate test test-unit lint proto proto-check breaking bench demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP)
+
+## Runs the gRPC service on the embedded SQLite default (var/hookkeeper.db).
+run: install migrate
+	$(BIN)/hookkeeper serve
+
+migrate: $(STAMP)
+	$(BIN)/hookkeeper migrate
+
+## The whole test suite. PostgreSQL cases skip with a reason when no server is
+## reachable, except under CI=true, where a missing PostgreSQL fails the run.
+test: install
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+lint: install proto-check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check service gateway tests bench
+	$(BIN)/mypy
+	$(BUF) lint
+
+## Regenerates gen/ from protos/.
+proto: $(STAMP)
+	./scripts/gen_protos.sh gen 2>/dev/null
+
+## Fails when gen/ is not what `make proto` would write.
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d); ./scripts/gen_protos.sh $$tmp 2>/dev/null; \
+	if diff -r -x __pycache__ $$tmp/hookkeeper gen/hookkeeper >/dev/null; then echo "proto-check: gen/ is up to date"; rm -rf $$tmp; \
+	else diff -r -x __pycache__ $$tmp/hookkeeper gen/hookkeeper | head -20; rm -rf $$tmp; echo "proto-check: gen/ is stale, run 'make proto'"; exit 1; fi
+
+## Wire-compatibility against main (or BREAKING_AGAINST).
+BREAKING_AGAINST ?= .git\#branch=main
+breaking: $(NODE_STAMP)
+	$(BUF) breaking --against '$(BREAKING_AGAINST)'
+
+bench: install
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache

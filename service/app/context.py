@@ -1,0 +1,45 @@
+"""What every use case needs: the database, the keyring, the clock, the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from service.crypto.keyring import Keyring
+from service.store.database import Database
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Operator choices that shape the rules."""
+
+    allow_insecure_callbacks: bool = False
+    secret_validity: timedelta = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """Shared dependencies of the use cases."""
+
+    database: Database
+    keyring: Keyring
+    policy: Policy
+    clock: Clock = system_clock
+
+
+def api_key_aad(config_id: str) -> bytes:
+    """Associated data binding a sealed API key to its configuration row."""
+    return f"callback_configs.api_key:{config_id}".encode()
+
+
+def secret_aad(secret_id: str, config_id: str) -> bytes:
+    """Associated data binding a sealed secret to its row and configuration."""
+    return f"callback_secrets:{secret_id}:{config_id}".encode()

@@ -1,0 +1,74 @@
+"""Builds the application's dependencies from Settings.
+
+Development conveniences (a generated master key and service token) are
+written once under ``var/`` and announced loudly, never used silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from service.app.context import AppContext, Clock, Policy, system_clock
+from service.crypto.keyring import Keyring, generate_key_entry
+from service.settings import Settings
+from service.store.database import Database
+
+_log = logging.getLogger(__name__)
+
+
+def _dev_file(path: Path, make: object, what: str) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make() if callable(make) else str(make))
+    _log.warning(
+        "DEVELOPMENT ONLY: %s is not set; using the generated one in %s. "
+        "Set it explicitly in any real deployment.",
+        what,
+        path,
+    )
+    return path.read_text().strip()
+
+
+def load_keyring(settings: Settings) -> Keyring:
+    """The keyring from HOOKKEEPER_MASTER_KEYS, or a generated development key."""
+    if settings.master_keys is not None:
+        return Keyring.parse(settings.master_keys.get_secret_value())
+    entry = _dev_file(
+        settings.var_dir / "dev-master-key", generate_key_entry, "HOOKKEEPER_MASTER_KEYS"
+    )
+    return Keyring.parse(entry)
+
+
+def load_service_tokens(settings: Settings) -> str:
+    """HOOKKEEPER_SERVICE_TOKENS, or a generated development token."""
+    if settings.service_tokens is not None:
+        return settings.service_tokens.get_secret_value()
+    return _dev_file(
+        settings.var_dir / "dev-service-tokens",
+        lambda: f"dev={secrets.token_urlsafe(24)}",
+        "HOOKKEEPER_SERVICE_TOKENS",
+    )
+
+
+def policy(settings: Settings) -> Policy:
+    """The operator policy from settings."""
+    return Policy(
+        allow_insecure_callbacks=settings.allow_insecure_callbacks,
+        secret_validity=timedelta(days=settings.secret_validity_days),
+    )
+
+
+def build_context(settings: Settings, clock: Clock = system_clock) -> AppContext:
+    """Database, keyring, policy and clock, ready for the use cases."""
+    return AppContext(
+        database=Database(settings.resolved_database_url(), pool_size=settings.db_pool_size),
+        keyring=load_keyring(settings),
+        policy=policy(settings),
+        clock=clock,
+    )

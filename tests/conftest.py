@@ -1,0 +1,144 @@
+"""Shared fixtures: a fresh database on SQLite and on PostgreSQL, the app
+context, and an in-process gRPC server.
+
+PostgreSQL comes from HOOKKEEPER_TEST_POSTGRES_URL (default: the local server
+as user postgres). When it is unreachable its cases skip with the reason,
+except under CI=true, where that is an error: CI must never skip them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from service.app.context import AppContext, Policy
+from service.crypto.keyring import Keyring, generate_key_entry
+from service.store import migrate
+from service.store.database import Database
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "HOOKKEEPER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+class FakeClock:
+    """A clock tests move by hand; starts at a fixed instant."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+async def _postgres_reachable() -> str | None:
+    try:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {error.__class__.__name__}"
+    await conn.close()
+    return None
+
+
+def postgres_unavailable() -> str | None:
+    """None when PostgreSQL is reachable, else the reason (cached per run)."""
+    if not hasattr(postgres_unavailable, "_reason"):
+        postgres_unavailable._reason = asyncio.run(_postgres_reachable())  # type: ignore[attr-defined]
+    return postgres_unavailable._reason  # type: ignore[attr-defined,no-any-return]
+
+
+def require_postgres() -> None:
+    """Skips (or, under CI, fails) when PostgreSQL is unreachable."""
+    reason = postgres_unavailable()
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI requires PostgreSQL: {reason}")
+    pytest.skip(reason)
+
+
+async def create_postgres_database() -> tuple[str, str]:
+    """Creates an empty database; returns (SQLAlchemy URL, name)."""
+    name = f"hookkeeper_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(hide_password=False), name
+
+
+async def drop_postgres_database(name: str) -> None:
+    """Drops a test database, closing leftover connections."""
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    """An SQLite file URL under a temporary folder."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'hookkeeper.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path)
+        await asyncio.to_thread(migrate.upgrade, url)
+        yield url
+        return
+    require_postgres()
+    url, name = await create_postgres_database()
+    await asyncio.to_thread(migrate.upgrade, url)
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(name)
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    """A keyring with one fresh key."""
+    return Keyring.parse(generate_key_entry())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A hand-moved clock."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """The Database over ``database_url``."""
+    db = Database(database_url, pool_size=5)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+def app_context(database: Database, keyring: Keyring, clock: FakeClock) -> AppContext:
+    """Use-case dependencies over a fresh database with a fake clock."""
+    return AppContext(database, keyring, Policy(allow_insecure_callbacks=False), clock)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Iterator[Path]:
+    """The repository root."""
+    yield Path(__file__).resolve().parents[1]
