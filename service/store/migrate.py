@@ -18,6 +18,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Brings the schema up to ``revision``; safe to repeat."""
+def upgrade(database_url: str, revision: str = "heads") -> None:
+    """Brings the schema up to ``revision`` (every branch head by default; each
+    capability keeps its tables on its own branch off 0001); safe to repeat."""
     command.upgrade(alembic_config(database_url), revision)

@@ -1,0 +1,62 @@
+"""``make bench``: runs every benchmark section and writes docs/benchmarks.md.
+
+Each section module exposes ``async def measure() -> Section``. Figures are
+ratios against a baseline measured in the same run, since the machine is noisy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import platform
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+# Section modules, in report order. Each capability adds its own.
+SECTIONS = ["bench.grpc_api"]
+
+OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+@dataclass
+class Section:
+    """One part of the report: a title, a markdown body and target verdicts."""
+
+    title: str
+    body: str
+    # (target description, met?)
+    targets: list[tuple[str, bool]] = field(default_factory=list)
+
+
+def _render(sections: list[Section]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"Python {platform.python_version()}, {platform.machine()}. "
+        "Every figure is compared with a baseline measured in the same run.",
+        "",
+    ]
+    for section in sections:
+        lines += [f"## {section.title}", "", section.body.strip(), ""]
+        if section.targets:
+            lines += ["| target | met |", "| --- | --- |"]
+            lines += [f"| {t} | {'yes' if ok else 'NO'} |" for t, ok in section.targets]
+            lines.append("")
+    return "\n".join(lines)
+
+
+async def _main(selected: list[str]) -> None:
+    sections = []
+    for name in selected or SECTIONS:
+        module = importlib.import_module(name)
+        print(f"bench: {name} ...", flush=True)
+        sections.append(await module.measure())
+    OUTPUT.write_text(_render(sections))
+    print(OUTPUT.read_text())
+
+
+if __name__ == "__main__":
+    asyncio.run(_main(sys.argv[1:]))
