@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +25,9 @@ from service.app.callback_configs import CallbackConfigs
 from service.app.context import AppContext
 from service.app.secret_rotation import SecretRotation
 
+# grpc-stubs does not know the asyncio health servicer.
+AioHealthServicer = health.aio.HealthServicer  # type: ignore[attr-defined]
+
 _log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
@@ -40,7 +44,7 @@ class RunningServer:
 
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: Any
 
     async def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, lets in-flight RPCs finish, then stops."""
@@ -63,7 +67,7 @@ async def start_server(ctx: AppContext, listen: str, service_tokens: str) -> Run
     secret_rotation_pb2_grpc.add_SecretRotationServiceServicer_to_server(
         SecretRotationServicer(SecretRotation(ctx)), server
     )
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,7 +56,10 @@ async def _postgres_reachable() -> str | None:
 def postgres_unavailable() -> str | None:
     """None when PostgreSQL is reachable, else the reason (cached per run)."""
     if not hasattr(postgres_unavailable, "_reason"):
-        postgres_unavailable._reason = asyncio.run(_postgres_reachable())  # type: ignore[attr-defined]
+        # A thread of its own: callers may already be inside an event loop.
+        with ThreadPoolExecutor(1) as pool:
+            reason = pool.submit(asyncio.run, _postgres_reachable()).result()
+        postgres_unavailable._reason = reason  # type: ignore[attr-defined]
     return postgres_unavailable._reason  # type: ignore[attr-defined,no-any-return]
 
 
@@ -113,9 +117,15 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
-def keyring() -> Keyring:
+def keyring_entry() -> str:
+    """A fresh ``id:base64key`` keyring entry."""
+    return generate_key_entry()
+
+
+@pytest.fixture
+def keyring(keyring_entry: str) -> Keyring:
     """A keyring with one fresh key."""
-    return Keyring.parse(generate_key_entry())
+    return Keyring.parse(keyring_entry)
 
 
 @pytest.fixture
@@ -139,6 +149,6 @@ def app_context(database: Database, keyring: Keyring, clock: FakeClock) -> AppCo
 
 
 @pytest.fixture(scope="session")
-def repo_root() -> Iterator[Path]:
+def repo_root() -> Path:
     """The repository root."""
-    yield Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[1]

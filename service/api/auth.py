@@ -36,7 +36,7 @@ def _deny(message: str) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Lets a call through only with ``authorization: Bearer <known token>``."""
 
     def __init__(self, tokens: dict[str, str]) -> None:

@@ -50,7 +50,7 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
     ) -> pb.ListCallbackConfigsResponse:
         """Returns a page of a partner's configurations."""
         partner_id = parse_partner(request.parent)
-        configs, token = await self._configs.list(
+        configs, token = await self._configs.list_page(
             partner_id, request.page_size, request.page_token
         )
         return pb.ListCallbackConfigsResponse(

@@ -30,9 +30,7 @@ def _bad_request(error: InvalidArgument) -> status_pb2.Status:
     )
     packed = any_pb2.Any()
     packed.Pack(detail)
-    return status_pb2.Status(
-        code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[packed]
-    )
+    return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[packed])
 
 
 def maps_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:

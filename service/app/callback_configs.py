@@ -88,7 +88,7 @@ class CallbackConfigs:
             raise NotFound(str(name))
         return to_domain(record)
 
-    async def list(
+    async def list_page(
         self, partner_id: str, page_size: int, page_token: str
     ) -> tuple[list[CallbackConfig], str]:
         """A page of the partner's configurations and the next page's token."""
@@ -149,4 +149,3 @@ def _column_values(
         else:
             values[field] = getattr(given, field)
     return values
-

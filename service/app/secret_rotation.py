@@ -51,9 +51,7 @@ class SecretRotation:
     async def refresh(self, name: ConfigName, *, keep_existing: bool) -> Refreshed:
         """Issues a new secret under a row lock so concurrent refreshes serialise."""
         async with self._ctx.database.write() as conn:
-            config = await store.get_config(
-                conn, name.partner_id, name.config_id, for_update=True
-            )
+            config = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
             if config is None:
                 raise NotFound(str(name))
             # The clock is read after the lock: a queued refresh plans against

@@ -85,7 +85,8 @@ class Keyring:
         """Encrypts under the primary key, bound to ``associated_data``."""
         nonce = os.urandom(_NONCE_BYTES)
         cipher = self._ciphers[self.primary_key_id]
-        return Sealed(self.primary_key_id, nonce + cipher.encrypt(nonce, plaintext, associated_data))
+        ciphertext = cipher.encrypt(nonce, plaintext, associated_data)
+        return Sealed(self.primary_key_id, nonce + ciphertext)
 
     def open(self, sealed: Sealed, associated_data: bytes) -> bytes:
         """Decrypts a value; fails if it was moved to another row or tampered with."""

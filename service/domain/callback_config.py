@@ -80,9 +80,7 @@ def fields_to_update(mask: list[str], given: ConfigFields) -> tuple[str, ...]:
     """Resolves an update mask (AIP-134): explicit paths, ``*``, or, when empty,
     every field given a non-default value."""
     if not mask:
-        return tuple(
-            f.name for f in fields(given) if getattr(given, f.name) not in ("", None)
-        )
+        return tuple(f.name for f in fields(given) if getattr(given, f.name) not in ("", None))
     if mask == ["*"]:
         return UPDATABLE_FIELDS
     unknown = sorted(set(mask) - set(UPDATABLE_FIELDS))

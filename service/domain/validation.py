@@ -43,7 +43,7 @@ _URL_VALIDATOR = (
 def _is_local_host(host: str) -> bool:
     """Loopback, private, link-local or otherwise non-public literal hosts."""
     name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost") or "." not in name and ":" not in name:
+    if name == "localhost" or name.endswith(".localhost") or ("." not in name and ":" not in name):
         return True
     try:
         address = ipaddress.ip_address(name)
@@ -63,7 +63,8 @@ def check_callback_url(
     if any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7E for c in value):
         return FieldViolation(field, "must be an RFC 3986 URI: no spaces or non-ASCII characters")
     try:
-        uri = rfc3986.uri_reference(value)
+        # Scheme and host are case-insensitive (RFC 3986 §6.2.2.1).
+        uri = rfc3986.uri_reference(value).normalize()
         _URL_VALIDATOR.validate(uri)
     except rfc3986_errors.UnpermittedComponentError:
         return FieldViolation(field, "must use the https (or http) scheme")

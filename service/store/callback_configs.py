@@ -104,9 +104,7 @@ async def list_configs(
     return [_config(row) for row in await conn.execute(stmt)]
 
 
-async def update_config(
-    conn: AsyncConnection, config_id: str, values: Mapping[str, Any]
-) -> None:
+async def update_config(conn: AsyncConnection, config_id: str, values: Mapping[str, Any]) -> None:
     """Updates columns of one configuration (``api_key`` given as Sealed)."""
     columns = dict(values)
     sealed = columns.pop("api_key", None)
