@@ -25,7 +25,9 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 20) -> None:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        options: dict[str, Any] = {"pool_pre_ping": False}
+        # hide_parameters: bound values (ciphertext, e-mail addresses) stay out
+        # of exception messages and logs.
+        options: dict[str, Any] = {"pool_pre_ping": False, "hide_parameters": True}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
