@@ -21,11 +21,20 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(STAMP) $(NODE_STAMP)
+## GraphiQL's assets, copied from node_modules (not committed: ~1.5 MB of
+## build output pinned by package-lock.json); the gateway serves them itself.
+GRAPHIQL := gateway/static/graphiql/graphiql.min.js
+$(GRAPHIQL): $(NODE_STAMP) scripts/vendor-graphiql.sh
+	./scripts/vendor-graphiql.sh
+	touch $@
 
-## Runs the gRPC service on the embedded SQLite default (var/hookkeeper.db).
+install: $(STAMP) $(NODE_STAMP) $(GRAPHIQL)
+
+## Runs the gRPC service and the GraphQL gateway (GraphiQL at
+## http://127.0.0.1:8080/graphql) on the embedded SQLite default
+## (var/hookkeeper.db), and prints a development partner token.
 run: install migrate
-	$(BIN)/hookkeeper serve
+	$(BIN)/hookkeeper dev
 
 migrate: $(STAMP)
 	$(BIN)/hookkeeper migrate
@@ -58,6 +67,11 @@ proto-check: $(STAMP)
 BREAKING_AGAINST ?= .git\#branch=main
 breaking: $(NODE_STAMP)
 	$(BUF) breaking --against '$(BREAKING_AGAINST)'
+
+## One notification end to end: a configuration pointing at the example
+## receiver (examples/receiver.py), an event published, the verified delivery.
+demo: install
+	$(PY) examples/demo.py
 
 bench: install
 	$(PY) -m bench.run

@@ -12,5 +12,9 @@ protos=$(find protos/hookkeeper -name '*.proto' | sort)
 PATH="$venv:$PATH" "$venv/python" -m grpc_tools.protoc -I protos \
   --python_out="$out" --grpc_python_out="$out" \
   --mypy_out="$out" --mypy_grpc_out="$out" $protos
+# The same files with their comments, for server reflection (grpcurl describe
+# shows them); the compiled-in descriptors of *_pb2 carry no source info.
+"$venv/python" -m grpc_tools.protoc -I protos --include_source_info \
+  --descriptor_set_out="$out/hookkeeper/descriptors.binpb" $protos
 # protoc writes no __init__.py; regular packages keep mypy and hatch simple.
 find "$out/hookkeeper" -type d -exec sh -c 'for d; do : > "$d/__init__.py"; done' sh {} +

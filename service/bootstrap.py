@@ -6,16 +6,23 @@ written once under ``var/`` and announced loudly, never used silently.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from service.app.config_cache import ConfigCache
 from service.app.context import AppContext, Clock, Policy, system_clock
 from service.crypto.keyring import Keyring, generate_key_entry
 from service.settings import Settings
+from service.store.change_feed import ChangeListener
 from service.store.database import Database
+
+Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 _log = logging.getLogger(__name__)
 
@@ -65,10 +72,41 @@ def policy(settings: Settings) -> Policy:
 
 
 def build_context(settings: Settings, clock: Clock = system_clock) -> AppContext:
-    """Database, keyring, policy and clock, ready for the use cases."""
+    """Database, keyring, policy and clock, ready for the use cases.
+
+    On PostgreSQL the context carries a read cache, off until a change feed
+    (``cache_worker``) switches it on.
+    """
+    database = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    cache = None
+    if not database.is_sqlite and settings.read_cache_seconds > 0:
+        cache = ConfigCache(ttl_seconds=settings.read_cache_seconds)
     return AppContext(
-        database=Database(settings.resolved_database_url(), pool_size=settings.db_pool_size),
+        database=database,
         keyring=load_keyring(settings),
         policy=policy(settings),
         clock=clock,
+        cache=cache,
     )
+
+
+def cache_worker(ctx: AppContext, settings: Settings) -> Worker | None:
+    """The background task that keeps ``ctx``'s read cache coherent across
+    replicas (None when the context has no cache)."""
+    cache = ctx.cache
+    if cache is None:
+        return None
+
+    async def run(stop: asyncio.Event) -> None:
+        listener = ChangeListener(
+            settings.resolved_database_url(),
+            on_change=cache.invalidate,
+            on_live=lambda live: cache.reset(enabled=live),
+        )
+        listener.start()
+        try:
+            await stop.wait()
+        finally:
+            await listener.stop()
+
+    return run

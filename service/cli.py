@@ -7,14 +7,30 @@ import logging
 
 import click
 
-from service import bootstrap
+from gateway.commands import dev, gateway
+from service import bootstrap, telemetry
+from service.app.clock_offset import clock_from_settings
+from service.app.context import AppContext
 from service.crypto.keyring import generate_key_entry
+from service.gauge_sampler import GaugeSampler
+from service.mail.setup import build_mailer
+from service.partner_commands import partner
 from service.settings import Settings
 from service.store import migrate as migrations
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    telemetry.setup_logging(settings.log_level, settings.log_format)
+
+
+def _context(settings: Settings) -> AppContext:
+    """The app context of a long-running command, with telemetry switched on
+    as the OTEL_* variables say and the (test-only) clock offset applied."""
+    telemetry.configure("hookkeeper")
+    ctx = bootstrap.build_context(settings, clock=clock_from_settings(settings))
+    telemetry.instrument_engine(ctx.database.engine.sync_engine)
+    return ctx
 
 
 @click.group()
@@ -29,11 +45,64 @@ def serve() -> None:
     from service.server import serve_until_signalled
 
     settings = Settings()
-    ctx = bootstrap.build_context(settings)
+    ctx = _context(settings)
     tokens = bootstrap.load_service_tokens(settings)
-    asyncio.run(
-        serve_until_signalled(ctx, settings.grpc_listen, tokens, settings.shutdown_grace_seconds)
-    )
+    mailer = build_mailer(ctx, settings)
+    if mailer is None:
+        logging.getLogger(__name__).info(
+            "HOOKKEEPER_SMTP_URL is not set: this process sends no expiry warnings"
+        )
+    from service.delivery import runtime as delivery
+
+    deliveries = delivery.build(ctx, settings, with_dispatcher=settings.dispatcher_enabled)
+    try:
+        asyncio.run(
+            serve_until_signalled(
+                ctx,
+                settings.grpc_listen,
+                tokens,
+                settings.shutdown_grace_seconds,
+                workers=[
+                    *filter(None, [bootstrap.cache_worker(ctx, settings)]),
+                    *([mailer.run] if mailer else []),
+                    deliveries.run,
+                    GaugeSampler(ctx).run,  # returns at once when metrics are off
+                ],
+                notifications=deliveries.notifications,
+            )
+        )
+    finally:
+        telemetry.shutdown()
+
+
+@main.command()
+def dispatcher() -> None:
+    """Deliver queued notifications until SIGTERM (any number may share a database)."""
+    from service.delivery import runtime as delivery
+
+    settings = Settings()
+    ctx = _context(settings)
+    deliveries = delivery.build(ctx, settings, with_dispatcher=True)
+    try:
+        asyncio.run(delivery.run_until_signalled(deliveries, ctx))
+    finally:
+        telemetry.shutdown()
+
+
+@main.command()
+def mailer() -> None:
+    """Send secret-expiry warning e-mails until SIGTERM (needs HOOKKEEPER_SMTP_URL)."""
+    from service.mail.setup import run_until_signalled
+
+    settings = Settings()
+    ctx = _context(settings)
+    worker = build_mailer(ctx, settings)
+    if worker is None:
+        raise click.UsageError("HOOKKEEPER_SMTP_URL must be set to run the mailer")
+    try:
+        asyncio.run(run_until_signalled(ctx, worker))
+    finally:
+        telemetry.shutdown()
 
 
 @main.command()
@@ -68,3 +137,10 @@ def keys_rotate() -> None:
             await ctx.database.close()
 
     click.echo(f"resealed {asyncio.run(run())} values under the newest key")
+
+
+# Partner accounts and tokens, the public GraphQL gateway, and `make run`'s
+# all-in-one development command (docs/gateway.md).
+main.add_command(partner)
+main.add_command(gateway)
+main.add_command(dev)

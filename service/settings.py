@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,43 @@ class Settings(BaseSettings):
     secret_validity_days: float = Field(default=365.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Read cache of `serve` on PostgreSQL (entry lifetime; 0 turns it off).
+    read_cache_seconds: float = Field(default=10.0, ge=0)
+    # Public GraphQL gateway (docs/gateway.md).
+    gateway_listen: str = "127.0.0.1:8080"
+    gateway_grpc_target: str = "127.0.0.1:50051"
+    # The service token the gateway presents; in development, when unset, the
+    # generated var/dev-service-tokens is read.
+    gateway_service_token: SecretStr | None = None
+    gateway_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    gateway_max_query_depth: int = Field(default=10, ge=3)
+    # Upper bound on one GraphQL request; a shorter `Request-Timeout` header wins.
+    gateway_request_timeout_seconds: float = Field(default=10.0, gt=0)
+    gateway_partner_cache_seconds: float = Field(default=30.0, ge=0)
+    gateway_partner_cache_size: int = Field(default=10_000, ge=1)
+    # Notification delivery (docs/delivery.md).
+    retry_interval_scale: float = Field(default=1.0, ge=0)
+    dispatcher_enabled: bool = True  # run the dispatcher inside `hookkeeper serve`
+    dispatcher_poll_interval_seconds: float = Field(default=0.25, gt=0)
+    dispatcher_batch_size: int = Field(default=50, ge=1, le=1000)
+    dispatcher_concurrency: int = Field(default=64, ge=1, le=1024)
+    delivery_lease_margin_seconds: float = Field(default=30.0, gt=0)
+    # Expiry-warning mailer (docs/operations.md). Without an SMTP URL
+    # `serve` runs no mailer; `hookkeeper mailer` refuses to start.
+    smtp_url: SecretStr | None = None
+    mail_from: str = "Hookkeeper <hookkeeper@localhost>"
+    mailer_poll_seconds: float = Field(default=60.0, gt=0)
+    mailer_retry_base_seconds: float = Field(default=30.0, gt=0)
+    mailer_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Logs: `json` (one object per line, with the trace id) or `text`.
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    # TESTS ONLY: shifts the process clock. Honoured only together with
+    # HOOKKEEPER_UNSAFE_TEST_CLOCK=i-know-this-is-not-production (see
+    # service/app/test_clock.py); never set either in a deployment.
+    unsafe_clock_offset_seconds: float = 0.0
+    unsafe_test_clock: str = ""
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL, defaulting to an SQLite file under ``var_dir``."""

@@ -117,6 +117,18 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A migrated, empty PostgreSQL database (for PostgreSQL-only behaviour)."""
+    require_postgres()
+    url, name = await create_postgres_database()
+    await asyncio.to_thread(migrate.upgrade, url)
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(name)
+
+
+@pytest.fixture
 def keyring_entry() -> str:
     """A fresh ``id:base64key`` keyring entry."""
     return generate_key_entry()

@@ -12,7 +12,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from service.domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 _log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def maps_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
         except FailedPrecondition as error:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except AlreadyExists as error:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
         except grpc.aio.AbortError:
             raise
         except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from service.app import delivery_hooks
 from service.app.context import AppContext, api_key_aad, secret_aad
 from service.domain import callback_config as rules
 from service.domain import paging
@@ -13,6 +14,7 @@ from service.domain.errors import NotFound
 from service.domain.names import ConfigName, new_config_id
 from service.domain.secrets import generate_secret
 from service.store import callback_configs as store
+from service.store.change_feed import announce
 from service.store.records import ConfigRecord, SecretRecord
 
 
@@ -78,14 +80,21 @@ class CallbackConfigs:
             await store.ensure_partner(conn, partner_id, now)
             await store.insert_config(conn, record)
             await store.insert_secret(conn, secret_record)
+            await delivery_hooks.callback_url_set(conn, partner_id, config_id, now)
         return Created(to_domain(record), secret)
 
     async def get(self, name: ConfigName) -> CallbackConfig:
         """The configuration; NotFound when absent or another partner's."""
-        async with self._ctx.database.read() as conn:
-            record = await store.get_config(conn, name.partner_id, name.config_id)
+        cache, key = self._ctx.cache, ("config", name.partner_id, name.config_id)
+        record = cache.get(key) if cache else None
         if record is None:
-            raise NotFound(str(name))
+            epoch = cache.epoch() if cache else 0
+            async with self._ctx.database.read() as conn:
+                record = await store.get_config(conn, name.partner_id, name.config_id)
+            if record is None:
+                raise NotFound(str(name))
+            if cache:
+                cache.put(key, record, epoch)
         return to_domain(record)
 
     async def list_page(
@@ -124,7 +133,11 @@ class CallbackConfigs:
             if changes:
                 changes["update_time"] = now
                 await store.update_config(conn, record.id, changes)
+                if changes.get("callback_url", record.callback_url) != record.callback_url:
+                    await delivery_hooks.callback_url_set(conn, name.partner_id, record.id, now)
+                await announce(conn, record.id)
             updated = await store.get_config(conn, name.partner_id, name.config_id)
+        self._ctx.invalidate(record.id)
         assert updated is not None
         return to_domain(updated)
 
@@ -134,7 +147,10 @@ class CallbackConfigs:
             record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
             if record is None:
                 raise NotFound(str(name))
+            await delivery_hooks.config_deleted(conn, record.id, self._ctx.clock())
             await store.delete_config(conn, record.id)
+            await announce(conn, record.id)
+        self._ctx.invalidate(record.id)
 
 
 def _column_values(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from service.app.config_cache import ConfigCache
 from service.crypto.keyring import Keyring
 from service.store.database import Database
 
@@ -33,6 +34,13 @@ class AppContext:
     keyring: Keyring
     policy: Policy
     clock: Clock = system_clock
+    # Read cache for Get and Sign; None (or disabled) reads the database.
+    cache: ConfigCache | None = None
+
+    def invalidate(self, config_id: str) -> None:
+        """Drops a changed configuration from this process's read cache."""
+        if self.cache is not None:
+            self.cache.invalidate(config_id)
 
 
 def api_key_aad(config_id: str) -> bytes:

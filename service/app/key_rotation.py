@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from service.app.context import AppContext, api_key_aad, secret_aad
 from service.store import callback_configs as store
+from service.store.change_feed import announce
 
 BATCH = 200
 
@@ -31,6 +32,11 @@ async def rotate_keys(ctx: AppContext) -> int:
                 await store.reseal_secret(
                     conn, secret.id, keyring.seal(keyring.open(secret.sealed, aad), aad)
                 )
+            changed = {c.id for c in configs} | {s.callback_config_id for s in secrets}
+            for config_id in changed:
+                await announce(conn, config_id)
+        for config_id in changed:
+            ctx.invalidate(config_id)
         done = len(configs) + len(secrets)
         total += done
         if done == 0:

@@ -12,6 +12,7 @@ from service.domain import signing
 from service.domain.errors import FailedPrecondition, NotFound
 from service.domain.names import ConfigName
 from service.store import callback_configs as store
+from service.store.change_feed import announce
 from service.store.records import SecretRecord
 
 
@@ -86,16 +87,15 @@ class SecretRotation:
             await store.update_config(
                 conn, config.id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
             )
+            await announce(conn, config.id)
+        self._ctx.invalidate(config.id)
         return Refreshed(name, secret, plan.new_expire_time, plan.previous_end_time)
 
     async def sign(self, name: ConfigName, payload: bytes, at: datetime | None) -> Signature:
         """Signs ``payload`` with every secret active at the send time."""
         now = self._ctx.clock()
         moment = at or now
-        async with self._ctx.database.read() as conn:
-            exists, records = await store.live_secrets(conn, name.partner_id, name.config_id, now)
-        if not exists:
-            raise NotFound(str(name))
+        records = await self._live_secrets(name, now)
         active = lifecycle.active_newest_first([_period(r) for r in records], now)
         if not active:
             raise FailedPrecondition(
@@ -105,6 +105,20 @@ class SecretRotation:
         secrets = [self._open(by_id[p.secret_id]) for p in active]
         timestamp = signing.epoch_millis(moment)
         return Signature(timestamp, signing.sign(secrets, timestamp, payload))
+
+    async def _live_secrets(self, name: ConfigName, now: datetime) -> list[SecretRecord]:
+        cache, key = self._ctx.cache, ("secrets", name.partner_id, name.config_id)
+        cached: list[SecretRecord] | None = cache.get(key) if cache else None
+        if cached is not None:
+            return cached
+        epoch = cache.epoch() if cache else 0
+        async with self._ctx.database.read() as conn:
+            exists, records = await store.live_secrets(conn, name.partner_id, name.config_id, now)
+        if not exists:
+            raise NotFound(str(name))
+        if cache:
+            cache.put(key, records, epoch)
+        return records
 
     def _open(self, record: SecretRecord) -> str:
         aad = secret_aad(record.id, record.callback_config_id)

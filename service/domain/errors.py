@@ -37,6 +37,10 @@ class NotFound(DomainError):
         super().__init__(f"{name} not found")
 
 
+class AlreadyExists(DomainError):
+    """The resource to create exists already."""
+
+
 class FailedPrecondition(DomainError):
     """The request is valid but the resource's state does not allow it."""
 

@@ -1,0 +1,47 @@
+"""The benchmark's webhook receiver: answers every request 200 at once and
+counts them. ``GET /count`` reports and ``POST /reset`` zeroes the count of
+notification POSTs (to ``/hook``). Runs in its own process so its CPU is not
+charged to the sender being measured.
+
+Usage: python -m bench.delivery_receiver PORT
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+
+_count = 0
+
+
+async def _hook(request: web.Request) -> web.Response:
+    global _count
+    await request.read()
+    if request.method == "POST":
+        _count += 1
+    return web.Response(text="ok")
+
+
+async def _get_count(_: web.Request) -> web.Response:
+    return web.json_response({"count": _count})
+
+
+async def _reset(_: web.Request) -> web.Response:
+    global _count
+    _count = 0
+    return web.json_response({"count": 0})
+
+
+def main() -> None:
+    """Serves until killed."""
+    app = web.Application()
+    app.router.add_route("*", "/hook", _hook)
+    app.router.add_get("/count", _get_count)
+    app.router.add_post("/reset", _reset)
+    print("ready", flush=True)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The load generator of the gRPC benchmark, run in its own process.
+
+``python -m bench.grpc_load --api HOST:PORT --echo HOST:PORT --token T`` runs
+each operation for a fixed time with N concurrent callers (asyncio tasks over
+one ``grpc.aio`` channel), after a warm-up, and prints one JSON object per
+operation: requests per second, p50 and p99 latency in milliseconds, errors,
+and the serving process's CPU milliseconds per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hookkeeper.notifications.v1 import callback_config_pb2 as configs_pb
+from hookkeeper.notifications.v1 import callback_config_pb2_grpc as configs_grpc
+from hookkeeper.notifications.v1 import secret_rotation_pb2 as secrets_pb
+from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as secrets_grpc
+
+from bench.echo_server import METHOD as ECHO_METHOD
+
+# A realistic notification body, about 1 KiB.
+PAYLOAD = json.dumps(
+    {
+        "eventType": "RESERVATION_CREATED",
+        "reservation": {"id": "r-123456", "property": "p-42", "note": "x" * 900},
+    }
+).encode()
+
+Call = Callable[[int, int], Awaitable[object]]
+
+
+@dataclass
+class Result:
+    """One operation's figures."""
+
+    op: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    # CPU time the serving process spent per request (user + system), when known.
+    server_cpu_ms: float | None
+    # The same for this load generator: near one CPU-second per second means the
+    # rate is limited by the client, not by the server.
+    client_cpu_ms: float | None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), else None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime are fields 14 and 15 of stat(5); here after pid and comm.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _per_request(before: float | None, after: float | None, count: int) -> float | None:
+    if before is None or after is None or not count:
+        return None
+    return (after - before) * 1000 / count
+
+
+def _config(i: int) -> configs_pb.CallbackConfig:
+    return configs_pb.CallbackConfig(
+        callback_url=f"https://hooks{i}.example.com/expedia",
+        api_key=f"bench-api-key-{i:04d}-" + "k" * 40,
+        contact_email=f"ops{i}@example.com",
+        request_timeout_seconds=30,
+    )
+
+
+async def _run(
+    op: str, call: Call, callers: int, warmup: float, seconds: float, pid: int | None
+) -> Result:
+    loop_start = time.perf_counter()
+    measure_from = loop_start + warmup
+    stop_at = measure_from + seconds
+    latencies: list[float] = []
+    errors = 0
+    cpu: list[tuple[float | None, float | None]] = []
+
+    async def sample_cpu() -> None:
+        await asyncio.sleep(measure_from - time.perf_counter())
+        cpu.append((_cpu_seconds(pid), _cpu_seconds(os.getpid())))
+        await asyncio.sleep(stop_at - time.perf_counter())
+        cpu.append((_cpu_seconds(pid), _cpu_seconds(os.getpid())))
+
+    async def caller(i: int) -> None:
+        nonlocal errors
+        n = 0
+        while (started := time.perf_counter()) < stop_at:
+            try:
+                await call(i, n)
+            except grpc.aio.AioRpcError:
+                errors += 1
+            ended = time.perf_counter()
+            n += 1
+            if started >= measure_from:
+                latencies.append(ended - started)
+
+    await asyncio.gather(sample_cpu(), *(caller(i) for i in range(callers)))
+    ordered = sorted(latencies)
+    count = len(ordered)
+    (server_before, client_before), (server_after, client_after) = cpu
+    p99 = ordered[min(count - 1, int(count * 0.99))] if count else 0.0
+    return Result(
+        op=op,
+        requests=count,
+        seconds=seconds,
+        rps=count / seconds,
+        p50_ms=statistics.median(ordered) * 1000 if count else 0.0,
+        p99_ms=p99 * 1000,
+        errors=errors,
+        server_cpu_ms=_per_request(server_before, server_after, count),
+        client_cpu_ms=_per_request(client_before, client_after, count),
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    """Sets up one configuration per caller, then measures every operation."""
+    metadata = (("authorization", f"Bearer {args.token}"),)
+    callers: int = args.concurrency
+    async with (
+        grpc.aio.insecure_channel(args.api) as api,
+        grpc.aio.insecure_channel(args.echo) as echo_channel,
+    ):
+        configs = configs_grpc.CallbackConfigServiceStub(api)
+        secrets = secrets_grpc.SecretRotationServiceStub(api)
+        # Raw bytes both ways, like the echo server's handler.
+        echo = echo_channel.unary_unary(
+            ECHO_METHOD, request_serializer=None, response_deserializer=None
+        )
+
+        created = await asyncio.gather(
+            *(
+                configs.CreateCallbackConfig(
+                    configs_pb.CreateCallbackConfigRequest(
+                        parent=f"partners/bench-{i}", callback_config=_config(i)
+                    ),
+                    metadata=metadata,
+                )
+                for i in range(callers)
+            )
+        )
+        names = [c.callback_config.name for c in created]
+        # The echo carries what a Get carries, and the same metadata.
+        echo_body = configs_pb.GetCallbackConfigRequest(name=names[0]).SerializeToString()
+
+        async def do_echo(i: int, n: int) -> object:
+            return await echo(echo_body, metadata=metadata)
+
+        async def do_get(i: int, n: int) -> object:
+            request = configs_pb.GetCallbackConfigRequest(name=names[i])
+            return await configs.GetCallbackConfig(request, metadata=metadata)
+
+        async def do_create(i: int, n: int) -> object:
+            request = configs_pb.CreateCallbackConfigRequest(
+                parent=f"partners/bench-create-{i}", callback_config=_config(i)
+            )
+            return await configs.CreateCallbackConfig(request, metadata=metadata)
+
+        async def do_refresh(i: int, n: int) -> object:
+            # Both ways in turn: keeping the old secret and ending it.
+            request = secrets_pb.RefreshSecretRequest(
+                name=names[i], keep_existing_secret_active=n % 2 == 0
+            )
+            return await secrets.RefreshSecret(request, metadata=metadata)
+
+        async def do_sign(i: int, n: int) -> object:
+            request = secrets_pb.SignNotificationRequest(name=names[i], payload=PAYLOAD)
+            return await secrets.SignNotification(request, metadata=metadata)
+
+        health = health_pb2_grpc.HealthStub(api)
+
+        async def do_health(i: int, n: int) -> object:
+            # The hookkeeper process's floor: gRPC, the interceptor, no app code.
+            request = health_pb2.HealthCheckRequest(service="")
+            return await health.Check(request, metadata=metadata)
+
+        ops: dict[str, Call] = {
+            "health": do_health,
+            "echo": do_echo,
+            "get": do_get,
+            "create": do_create,
+            "refresh": do_refresh,
+            "sign": do_sign,
+        }
+        for op in args.ops.split(","):
+            pid = args.echo_pid if op == "echo" else args.api_pid
+            result = await _run(op, ops[op], callers, args.warmup, args.seconds, pid)
+            print(json.dumps(asdict(result)), flush=True)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--api", required=True, help="hookkeeper server address")
+    parser.add_argument("--echo", required=True, help="echo server address")
+    parser.add_argument("--token", required=True, help="a service token")
+    parser.add_argument("--api-pid", type=int, help="hookkeeper server pid, for its CPU time")
+    parser.add_argument("--echo-pid", type=int, help="echo server pid, for its CPU time")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--ops", default="echo,health,get,sign,create,refresh,echo")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(_arguments()))

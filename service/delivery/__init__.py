@@ -1,0 +1,1 @@
+"""Notification delivery: the HTTP sender with its SSRF guard and the dispatcher."""

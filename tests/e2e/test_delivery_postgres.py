@@ -1,0 +1,103 @@
+"""End to end on PostgreSQL: two ``hookkeeper dispatcher`` processes share one
+queue; no notification is ever sent by both at once, and each is delivered
+exactly once when the receiver always answers in time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
+from tests.e2e.delivery_harness import eventually, new_stack, partner
+from tests.support.processes import Process
+from tests.support.receiver import Received, Receiver
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+EVENTS = 80
+
+
+async def wait_started(processes: list[Process]) -> None:
+    """Waits until every dispatcher logged that it started."""
+    for _ in range(300):
+        if all("started" in p.output() for p in processes):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError([p.output() for p in processes])
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database."""
+    require_postgres()
+    url, name = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(name)
+
+
+async def test_two_dispatchers_never_send_the_same_attempt_concurrently(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    receiver = await Receiver().start()
+    stack = new_stack(
+        tmp_path,
+        postgres_url,
+        HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true",
+        # Small batches so both dispatchers keep coming back to the queue.
+        HOOKKEEPER_DISPATCHER_BATCH_SIZE="4",
+        HOOKKEEPER_DISPATCHER_CONCURRENCY="8",
+    )
+    try:
+        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
+        who = partner()
+        config, secret = await api.config(who, receiver.url, wait_seconds=5)
+        receiver.secrets = [secret]
+        await api.subscribe(who, "GuestReviewSubmitted", config)
+
+        async def slow_ok(request: Received) -> int:
+            await asyncio.sleep(0.1)  # keep requests overlapping
+            return 200
+
+        receiver.behaviour = slow_ok
+        dispatchers = [stack.dispatcher("dispatcher-1"), stack.dispatcher("dispatcher-2")]
+        # Both are polling before any work exists, so both get a share.
+        await wait_started(dispatchers)
+        for i in range(EVENTS):
+            await api.publish(who, "GuestReviewSubmitted", f"e-{i}")
+        await receiver.wait_until(lambda: len(receiver.posts()) >= EVENTS, within=60)
+        await asyncio.sleep(1)  # any duplicate would arrive now
+
+        per_transaction = Counter(r.transaction_id for r in receiver.posts())
+        assert len(per_transaction) == EVENTS
+        assert set(per_transaction.values()) == {1}
+        assert receiver.max_concurrent_per_transaction == 1
+        assert all(r.signature_matches == [0] for r in receiver.posts())
+
+        async def all_recorded() -> None:
+            attempts = [a for a in await api.attempts(f"{who}/deliveries/-") if a.event_id]
+            assert len(attempts) == EVENTS
+            assert all(a.succeeded and a.attempt_number == 1 for a in attempts)
+
+        await eventually(all_recorded)
+        await api.close()
+        conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+        try:
+            rows = await conn.fetch(
+                "SELECT dispatcher, count(*) AS n FROM notification_attempts "
+                "WHERE dispatcher <> 'test-send' GROUP BY dispatcher"
+            )
+        finally:
+            await conn.close()
+        # Both took part (the connectivity GET is one more attempt).
+        assert len(rows) == 2, rows
+        assert sum(r["n"] for r in rows) == EVENTS + 1
+    finally:
+        codes = stack.stop_all()
+        await receiver.stop()
+    assert codes == [0, 0, 0], [p.output() for p in stack.processes]

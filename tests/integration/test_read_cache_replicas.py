@@ -1,0 +1,110 @@
+"""Two replicas on one PostgreSQL database, each with its own read cache and
+change feed: a write on one is seen by the other's next read."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+
+import pytest
+
+from service.app.callback_configs import CallbackConfigs
+from service.app.config_cache import ConfigCache
+from service.app.context import AppContext, Policy
+from service.app.secret_rotation import SecretRotation
+from service.crypto.keyring import Keyring
+from service.domain import signing
+from service.domain.callback_config import ConfigFields
+from service.domain.errors import NotFound
+from service.store.change_feed import ChangeListener
+from service.store.database import Database
+from tests.conftest import FakeClock
+
+pytestmark = pytest.mark.postgres
+
+FIELDS = ConfigFields("https://hooks.example.com", "k", "ops@example.com")
+
+
+@pytest.fixture
+async def replicas(
+    postgres_url: str, keyring: Keyring, clock: FakeClock
+) -> AsyncIterator[list[AppContext]]:
+    # PostgreSQL only: the change feed is LISTEN/NOTIFY; SQLite runs no cache.
+    database_url = postgres_url
+    async with AsyncExitStack() as stack:
+        contexts = []
+        for _ in range(2):
+            database = Database(database_url, pool_size=3)
+            stack.push_async_callback(database.close)
+            cache = ConfigCache(ttl_seconds=3600)  # only invalidation may refresh it
+            listener = ChangeListener(
+                database_url, cache.invalidate, lambda live, c=cache: c.reset(enabled=live)
+            )
+            listener.start()
+            stack.push_async_callback(listener.stop)
+            contexts.append(AppContext(database, keyring, Policy(), clock, cache))
+        await _eventually(lambda: _all_live(contexts))
+        yield contexts
+
+
+async def _all_live(contexts: list[AppContext]) -> bool:
+    return all(c.cache is not None and c.cache.enabled for c in contexts)
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_refresh_on_one_replica_is_signed_with_on_the_other(
+    replicas: list[AppContext],
+) -> None:
+    a, b = replicas
+    created = await CallbackConfigs(a).create("acme", FIELDS)
+    name = created.config.name
+    signed = await SecretRotation(b).sign(name, b"{}", None)  # now cached on b
+    assert signed.header == signing.sign([created.secret], signed.timestamp, b"{}")
+
+    refreshed = await SecretRotation(a).refresh(name, keep_existing=False)
+
+    async def b_uses_new_secret() -> bool:
+        got = await SecretRotation(b).sign(name, b"{}", None)
+        return got.header == signing.sign([refreshed.secret], got.timestamp, b"{}")
+
+    await _eventually(b_uses_new_secret)
+
+
+async def test_update_and_delete_reach_the_other_replica(replicas: list[AppContext]) -> None:
+    a, b = replicas
+    name = (await CallbackConfigs(a).create("acme", FIELDS)).config.name
+    assert (await CallbackConfigs(b).get(name)).contact_email == FIELDS.contact_email
+    await CallbackConfigs(a).update(name, ConfigFields(contact_email="new@example.com"), [])
+
+    async def b_sees_update() -> bool:
+        return (await CallbackConfigs(b).get(name)).contact_email == "new@example.com"
+
+    await _eventually(b_sees_update)
+    await CallbackConfigs(a).delete(name)
+
+    async def b_sees_delete() -> bool:
+        try:
+            await CallbackConfigs(b).get(name)
+        except NotFound:
+            return True
+        return False
+
+    await _eventually(b_sees_delete)
+
+
+async def test_a_cached_read_does_not_touch_the_database(replicas: list[AppContext]) -> None:
+    a, _ = replicas
+    name = (await CallbackConfigs(a).create("acme", FIELDS)).config.name
+    await CallbackConfigs(a).get(name)
+    await a.database.close()  # a read now would need a new connection...
+    await a.database.engine.dispose()
+    a.database.engine.pool._pool.maxsize = 0  # type: ignore[attr-defined]
+    assert (await CallbackConfigs(a).get(name)).name == name  # ...but comes from memory

@@ -1,0 +1,150 @@
+"""Pure delivery rules: event types, retry schedules, the envelope, the SSRF
+address rule, the receiver helper. No database, no network."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.delivery.http import refusal
+from service.domain import envelope, event_types, retry
+from service.domain.addresses import forbidden_reason
+from service.domain.delivery_names import parse_delivery, parse_subscription
+from service.domain.errors import InvalidArgument
+from service.receiver import SignatureError, verify_notification
+
+T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def test_catalogue_has_the_documented_policies() -> None:
+    review = event_types.get("GuestReviewSubmitted").retry_policy
+    assert (review.interval, review.max_retries) == (timedelta(seconds=25), 50)
+    message = event_types.get("MessageReceived").retry_policy
+    assert message.interval * message.max_retries == timedelta(days=1)
+    prop = event_types.get("PropertyStatusChanged").retry_policy
+    assert prop.interval * prop.max_retries == timedelta(days=7)
+    assert event_types.get("MessageThreadCreated").mandatory
+    assert len({t.name for t in event_types.CATALOGUE}) == 9
+
+
+def test_unknown_event_type_names_the_field() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        event_types.get("Nope", "subscription.event_type")
+    assert caught.value.violations[0].field == "subscription.event_type"
+
+
+def test_retry_schedule_scaled_and_exhausted() -> None:
+    policy = event_types.REVIEWS
+    times = retry.schedule(policy, T0, scale=1.0)
+    assert len(times) == 51  # the first attempt and 50 retries
+    assert times[1] - times[0] == timedelta(seconds=25)
+    fast = retry.schedule(policy, T0, scale=0.01)
+    assert fast[1] - fast[0] == timedelta(seconds=0.25)
+    assert retry.next_attempt_time(policy, 50, T0, scale=1.0) == T0 + timedelta(seconds=25)
+    assert retry.next_attempt_time(policy, 51, T0, scale=1.0) is None
+    assert retry.next_attempt_time(event_types.CONNECTIVITY, 1, T0, scale=1.0) is None
+
+
+def test_envelope_is_compact_ordered_and_carries_the_payload_verbatim() -> None:
+    payload = envelope.normalize_payload('{ "b": 1, "a": "é" }')
+    body = envelope.build(
+        event_id="e1",
+        event_type="GuestReviewSubmitted",
+        event_time=T0,
+        partner_id="p1",
+        payload_json=payload,
+    )
+    assert body.decode() == (
+        '{"eventId":"e1","eventType":"GuestReviewSubmitted",'
+        '"eventTime":"2026-01-15T12:00:00.000Z","partnerId":"p1","test":false,'
+        '"payload":{"b":1,"a":"é"}}'
+    )
+    assert json.loads(body)["payload"] == {"b": 1, "a": "é"}
+
+
+@pytest.mark.parametrize("bad", ["", "[1]", "{", '"x"', "x" * (300 * 1024)])
+def test_payload_must_be_a_json_object(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        envelope.normalize_payload(bad)
+    assert caught.value.violations[0].field == "payload_json"
+
+
+def test_event_id_rules() -> None:
+    assert envelope.check_event_id("ok-1") is None
+    assert envelope.check_event_id("") is not None
+    assert envelope.check_event_id("x" * 129) is not None
+    assert envelope.check_event_id("a\nb") is not None
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.100.100.200",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "fd00:ec2::254",
+        "224.0.0.1",
+    ],
+)
+def test_non_public_addresses_are_forbidden(address: str) -> None:
+    assert forbidden_reason(address) is not None
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert forbidden_reason(address) is None
+
+
+def test_refusal_before_dns() -> None:
+    assert refusal("https://127.0.0.1/x", allow_insecure=False) is not None
+    assert refusal("http://example.com/x", allow_insecure=False) is not None
+    assert refusal("https://[::1]:8443/", allow_insecure=False) is not None
+    assert refusal("https://example.com/x", allow_insecure=False) is None
+    assert refusal("http://127.0.0.1/x", allow_insecure=True) is None
+
+
+def test_resource_names() -> None:
+    name = parse_subscription("partners/p1/subscriptions/GuestReviewSubmitted")
+    assert (name.partner_id, name.event_type) == ("p1", "GuestReviewSubmitted")
+    assert parse_delivery("partners/p1/deliveries/-", allow_wildcard=True).delivery_id is None
+    with pytest.raises(InvalidArgument):
+        parse_delivery("partners/p1/deliveries/-")
+    with pytest.raises(InvalidArgument):
+        parse_delivery("partners/p1/deliveries/not-a-uuid")
+
+
+def _independent_signature(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def test_receiver_helper_accepts_either_secret_and_rejects_stale() -> None:
+    body = b'{"eventId":"e1","payload":{}}'
+    ts = str(int(T0.timestamp() * 1000))
+    header = "sha256=" + ",".join(
+        _independent_signature(s, ts, body) for s in ("new-secret", "old-secret")
+    )
+    headers = {"X-EG-Notification-Signature-V2": header, "x-eg-notification-timestamp": ts}
+    assert verify_notification(headers, body, ["old-secret"], now=T0)["eventId"] == "e1"
+    assert verify_notification(headers, body, ["new-secret", "x"], now=T0)["eventId"] == "e1"
+    with pytest.raises(SignatureError, match="no signature"):
+        verify_notification(headers, body, ["wrong"], now=T0)
+    with pytest.raises(SignatureError, match="tolerance"):
+        verify_notification(headers, body, ["new-secret"], now=T0 + timedelta(minutes=6))
+    with pytest.raises(SignatureError, match="no signature"):
+        verify_notification(headers, body + b" ", ["new-secret"], now=T0)
+    with pytest.raises(SignatureError, match="missing"):
+        verify_notification({}, body, ["new-secret"], now=T0)
