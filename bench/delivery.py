@@ -183,6 +183,9 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
             "HOOKKEEPER_DISPATCHER_CONCURRENCY": str(CONCURRENCY),
             "HOOKKEEPER_DISPATCHER_BATCH_SIZE": "100",
             "HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS": "0.05",
+            # 10 (+10 overflow) connections per process: several benchmark or
+            # test runs may share this PostgreSQL server's 100 connections.
+            "HOOKKEEPER_DB_POOL_SIZE": "10",
             "HOOKKEEPER_LOG_FORMAT": "text",
         }
     )

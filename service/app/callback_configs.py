@@ -17,6 +17,8 @@ from service.store import callback_configs as store
 from service.store.change_feed import announce
 from service.store.records import ConfigRecord, SecretRecord
 
+_MAX_KNOWN_PARTNERS = 100_000
+
 
 @dataclass(frozen=True)
 class Created:
@@ -47,6 +49,9 @@ class CallbackConfigs:
 
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
+        # Partners whose profile row this process has seen committed. Profiles
+        # are never deleted, so a known partner needs no upsert on create.
+        self._known_partners: set[str] = set()
 
     async def create(self, partner_id: str, values: ConfigFields) -> Created:
         """Validates, then stores the configuration and its first secret atomically."""
@@ -77,10 +82,14 @@ class CallbackConfigs:
             retire_time=None,
         )
         async with self._ctx.database.write() as conn:
-            await store.ensure_partner(conn, partner_id, now)
+            if partner_id not in self._known_partners:
+                await store.ensure_partner(conn, partner_id, now)
             await store.insert_config(conn, record)
             await store.insert_secret(conn, secret_record)
             await delivery_hooks.callback_url_set(conn, partner_id, config_id, now)
+        if len(self._known_partners) >= _MAX_KNOWN_PARTNERS:
+            self._known_partners.clear()
+        self._known_partners.add(partner_id)
         return Created(to_domain(record), secret)
 
     async def get(self, name: ConfigName) -> CallbackConfig:

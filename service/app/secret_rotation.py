@@ -51,14 +51,14 @@ class SecretRotation:
 
     async def refresh(self, name: ConfigName, *, keep_existing: bool) -> Refreshed:
         """Issues a new secret under a row lock so concurrent refreshes serialise."""
+        config_id = name.config_id
         async with self._ctx.database.write() as conn:
-            config = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
-            if config is None:
+            records = await store.lock_with_secrets(conn, name.partner_id, config_id)
+            if records is None:
                 raise NotFound(str(name))
             # The clock is read after the lock: a queued refresh plans against
             # the state the previous one left.
             now = self._ctx.clock()
-            records = await store.list_secrets(conn, config.id)
             periods = [_period(r) for r in records]
             plan = lifecycle.plan_refresh(
                 periods,
@@ -66,18 +66,22 @@ class SecretRotation:
                 keep_existing=keep_existing,
                 validity=self._ctx.policy.secret_validity,
             )
-            await store.retire_secrets(conn, plan.retirements)
-            # Secrets that will never sign again are dropped, not kept as ciphertext.
-            await store.delete_secrets(conn, lifecycle.ended_after(periods, plan, now))
+            # Secrets that will never sign again are dropped, not kept as
+            # ciphertext; the others get their new retire time.
+            ended = lifecycle.ended_after(periods, plan, now)
+            await store.delete_secrets(conn, ended)
+            await store.retire_secrets(
+                conn, {k: v for k, v in plan.retirements.items() if k not in ended}
+            )
             secret = lifecycle.generate_secret()
             secret_id = str(uuid.uuid4())
             await store.insert_secret(
                 conn,
                 SecretRecord(
                     id=secret_id,
-                    callback_config_id=config.id,
+                    callback_config_id=config_id,
                     sealed=self._ctx.keyring.seal(
-                        secret.encode(), secret_aad(secret_id, config.id)
+                        secret.encode(), secret_aad(secret_id, config_id)
                     ),
                     create_time=now,
                     expire_time=plan.new_expire_time,
@@ -85,10 +89,10 @@ class SecretRotation:
                 ),
             )
             await store.update_config(
-                conn, config.id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
+                conn, config_id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
             )
-            await announce(conn, config.id)
-        self._ctx.invalidate(config.id)
+            await announce(conn, config_id)
+        self._ctx.invalidate(config_id)
         return Refreshed(name, secret, plan.new_expire_time, plan.previous_end_time)
 
     async def sign(self, name: ConfigName, payload: bytes, at: datetime | None) -> Signature:

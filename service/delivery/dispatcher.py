@@ -39,6 +39,9 @@ class DispatcherOptions:
     concurrency: int = 64
     lease_margin: timedelta = timedelta(seconds=30)
     retry_interval_scale: float = 1.0
+    # Attempts signing (reading secrets) at once: below the connection pool's
+    # size, so concurrency never overflows the pool.
+    db_concurrency: int = 16
 
 
 def dispatcher_id() -> str:
@@ -55,7 +58,11 @@ class Dispatcher:
         self._options = options
         self.owner = dispatcher_id()
         self._deliverer = Deliverer(
-            ctx, sender, scale=options.retry_interval_scale, owner=self.owner
+            ctx,
+            sender,
+            scale=options.retry_interval_scale,
+            owner=self.owner,
+            db_concurrency=options.db_concurrency,
         )
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()

@@ -65,6 +65,8 @@ def dispatcher_options(settings: Settings) -> DispatcherOptions:
         concurrency=settings.dispatcher_concurrency,
         lease_margin=timedelta(seconds=settings.delivery_lease_margin_seconds),
         retry_interval_scale=settings.retry_interval_scale,
+        # Leave a few pooled connections for claiming and recording.
+        db_concurrency=max(1, min(16, settings.db_pool_size - 4)),
     )
 
 

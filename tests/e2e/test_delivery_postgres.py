@@ -52,6 +52,7 @@ async def test_two_dispatchers_never_send_the_same_attempt_concurrently(
         # Small batches so both dispatchers keep coming back to the queue.
         HOOKKEEPER_DISPATCHER_BATCH_SIZE="4",
         HOOKKEEPER_DISPATCHER_CONCURRENCY="8",
+        HOOKKEEPER_DB_POOL_SIZE="8",
     )
     try:
         api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")

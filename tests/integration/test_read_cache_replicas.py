@@ -4,6 +4,7 @@ change feed: a write on one is seen by the other's next read."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 
@@ -39,13 +40,17 @@ async def replicas(
             stack.push_async_callback(database.close)
             cache = ConfigCache(ttl_seconds=3600)  # only invalidation may refresh it
             listener = ChangeListener(
-                database_url, cache.invalidate, lambda live, c=cache: c.reset(enabled=live)
+                database_url, cache.invalidate, functools.partial(_switch, cache)
             )
             listener.start()
             stack.push_async_callback(listener.stop)
             contexts.append(AppContext(database, keyring, Policy(), clock, cache))
         await _eventually(lambda: _all_live(contexts))
         yield contexts
+
+
+def _switch(cache: ConfigCache, live: bool) -> None:
+    cache.reset(enabled=live)
 
 
 async def _all_live(contexts: list[AppContext]) -> bool:

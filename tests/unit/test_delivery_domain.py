@@ -7,11 +7,13 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from service.delivery.http import refusal
+from service.delivery.http import ForbiddenAddress, GuardedResolver, refusal
 from service.domain import envelope, event_types, retry
 from service.domain.addresses import forbidden_reason
 from service.domain.delivery_names import parse_delivery, parse_subscription
@@ -148,3 +150,29 @@ def test_receiver_helper_accepts_either_secret_and_rejects_stale() -> None:
         verify_notification(headers, body + b" ", ["new-secret"], now=T0)
     with pytest.raises(SignatureError, match="missing"):
         verify_notification({}, body, ["new-secret"], now=T0)
+
+
+class _FixedResolver(AbstractResolver):
+    """Answers every lookup with fixed addresses (the DNS answer under test)."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        self.addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
+            for a in self.addresses
+        ]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+async def test_guarded_resolver_keeps_only_public_addresses() -> None:
+    mixed = GuardedResolver(_FixedResolver(["10.0.0.5", "93.184.215.14"]))
+    assert [r["host"] for r in await mixed.resolve("example.com", 443)] == ["93.184.215.14"]
+    inward = GuardedResolver(_FixedResolver(["127.0.0.1", "169.254.169.254"]))
+    with pytest.raises(ForbiddenAddress, match="loopback"):
+        await inward.resolve("rebound.example.com", 443)
