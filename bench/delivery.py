@@ -39,8 +39,9 @@ from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import notification_pb2 as nt
 from hookkeeper.notifications.v1 import notification_pb2_grpc as nt_grpc
 
-from bench.grpc_api import _create_database, _drop_database
+from bench.grpc_api import _create_database
 from bench.run import Section
+from tests.support.postgres import drop_database as _drop_database
 from tests.support.processes import (
     ROOT,
     Process,

@@ -19,14 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
 from bench.run import Section
+from tests.support.postgres import create_database, drop_database
 from tests.support.processes import (
     ROOT,
     Process,
@@ -37,9 +34,6 @@ from tests.support.processes import (
     wait_for_grpc_health,
 )
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "HOOKKEEPER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 CONCURRENCY = 64
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 WARMUP = float(os.environ.get("BENCH_WARMUP", "1.5"))
@@ -54,22 +48,7 @@ TARGETS = [
 
 
 async def _create_database() -> tuple[str, str]:
-    name = f"hookkeeper_bench_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
-    return url.render_as_string(hide_password=False), name
-
-
-async def _drop_database(name: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    return await create_database("hookkeeper_bench")
 
 
 def _start_echo(address: str, log_path: Path) -> subprocess.Popen[bytes]:
@@ -205,5 +184,5 @@ async def measure() -> Section:
                 echo_process.wait(10)
             if api_process is not None:
                 api_process.terminate()
-            await _drop_database(database)
+            await drop_database(database)
     return _render(results)

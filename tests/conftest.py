@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -18,16 +17,17 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from service.app.context import AppContext, Policy
 from service.crypto.keyring import Keyring, generate_key_entry
 from service.store import migrate
 from service.store.database import Database
+from tests.support.postgres import POSTGRES_ADMIN_URL
+from tests.support.postgres import create_database as create_postgres_database
+from tests.support.postgres import drop_database as drop_postgres_database
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "HOOKKEEPER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+__all__ = ["POSTGRES_ADMIN_URL", "create_postgres_database", "drop_postgres_database"]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -71,27 +71,6 @@ def require_postgres() -> None:
     if IN_CI:
         pytest.fail(f"CI requires PostgreSQL: {reason}")
     pytest.skip(reason)
-
-
-async def create_postgres_database() -> tuple[str, str]:
-    """Creates an empty database; returns (SQLAlchemy URL, name)."""
-    name = f"hookkeeper_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
-    return url.render_as_string(hide_password=False), name
-
-
-async def drop_postgres_database(name: str) -> None:
-    """Drops a test database, closing leftover connections."""
-    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def sqlite_url(tmp_path: Path) -> str:
