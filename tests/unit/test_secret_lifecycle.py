@@ -77,3 +77,18 @@ def test_active_secrets_are_newest_first_and_end_on_time() -> None:
     later = NOW + timedelta(days=1)
     assert [p.secret_id for p in lifecycle.active_newest_first([old, new], later)] == ["new"]
     assert lifecycle.active_newest_first([new], NOW + YEAR) == []
+
+
+def test_generated_secret_characters_are_uniform() -> None:
+    # 62 symbols, 24 per secret: a biased mapping of bytes (256 % 62 != 0)
+    # would over-represent the first 8 symbols by about 25%.
+    counts = dict.fromkeys(lifecycle.SECRET_ALPHABET, 0)
+    for _ in range(4000):
+        for char in lifecycle.generate_secret():
+            counts[char] += 1
+    expected = 4000 * 24 / 62
+    first, rest = lifecycle.SECRET_ALPHABET[:8], lifecycle.SECRET_ALPHABET[8:]
+    mean_first = sum(counts[c] for c in first) / len(first)
+    mean_rest = sum(counts[c] for c in rest) / len(rest)
+    assert abs(mean_first / mean_rest - 1) < 0.08
+    assert all(abs(n - expected) < expected * 0.2 for n in counts.values())
