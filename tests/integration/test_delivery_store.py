@@ -175,3 +175,18 @@ async def test_deleting_a_configuration_cancels_its_pending_deliveries(ctx: AppC
     assert await notifications.subscriptions("p4") == []
     with pytest.raises(NotFound):
         await notifications.send_test(parse_config(config), "PropertyStatusChanged", "{}")
+
+
+async def test_changing_the_callback_url_queues_one_connectivity_check(ctx: AppContext) -> None:
+    from service.domain.names import parse_config
+
+    name = parse_config(await _config(ctx, "p5"))
+    configs = CallbackConfigs(ctx)
+    same = ConfigFields(callback_url="http://127.0.0.1:9/hook")
+    await configs.update(name, same, ["callback_url"])  # unchanged: nothing queued
+    other = ConfigFields(callback_url="http://127.0.0.1:9/other")
+    await configs.update(name, other, ["callback_url"])
+    await configs.update(name, ConfigFields(contact_email="x@example.com"), ["contact_email"])
+    claimed = await _claim(ctx)
+    checks = [c for c in claimed if c.delivery.kind == store.CONNECTIVITY_CHECK]
+    assert len(checks) == len(claimed) == 2  # the one of create and the one of the change
