@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -45,7 +45,7 @@ _AUTH_FAILURE_STATUS = {errors.DEADLINE_EXCEEDED: 504, errors.UNAVAILABLE: 503}
 class GatewayConfig:
     """The gateway's knobs (from Settings in production, direct in tests)."""
 
-    service_token: str
+    service_token: str = field(repr=False)  # a credential: never in a repr
     max_body_bytes: int
     request_timeout_seconds: float
 
@@ -83,8 +83,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 @dataclass(frozen=True)
 class _Operation:
-    query: str
-    variables: dict[str, Any] | None
+    # Out of the repr: either may carry an API key (inline or as a variable).
+    query: str = field(repr=False)
+    variables: dict[str, Any] | None = field(repr=False)
     operation_name: str | None
 
 

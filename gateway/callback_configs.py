@@ -7,6 +7,7 @@ GraphiQL's docs read like the reference partners already know.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
@@ -22,6 +23,21 @@ from gateway.scalars import EmailAddress, LocalDateTime, Url
 
 Info = strawberry.Info[GatewayContext, None]
 T = TypeVar("T")
+
+
+def _redacted_repr(*hidden: str) -> Callable[[object], str]:
+    """A ``__repr__`` that shows ``<redacted>`` for the fields named: API keys
+    and secrets never reach a log or a traceback through a repr."""
+
+    def redacted(self: object) -> str:
+        shown = ", ".join(
+            f"{name}={'<redacted>' if name in hidden else repr(value)}"
+            for name, value in vars(self).items()
+        )
+        return f"{type(self).__name__}({shown})"
+
+    return redacted
+
 
 # Proto field (last path segment) of a violation → GraphQL input path.
 INPUT_FIELDS = {
@@ -43,11 +59,14 @@ def _moment(message: timestamp_pb2.Timestamp) -> datetime:
     return message.ToDatetime(tzinfo=UTC)
 
 
-def _config_name(partner: str, config_id: strawberry.ID) -> str:
+def config_name(partner: str, config_id: strawberry.ID) -> str:
+    """The resource name of the partner's configuration ``config_id``."""
     return f"{partner}/callbackConfigs/{config_id}"
 
 
-def _what(config_id: strawberry.ID) -> str:
+def describe_config(config_id: strawberry.ID) -> str:
+    """How NOT_FOUND names a configuration (the id cut short: it is the
+    partner's own input, echoed back)."""
     return f"callback configuration {str(config_id)[:64]!r}"
 
 
@@ -94,6 +113,8 @@ class NotificationCallbackConfig:
 class CreateNotificationCallbackConfigInput:
     """Input of createNotificationCallbackConfig (seed 003)."""
 
+    __repr__ = _redacted_repr("api_key")
+
     callback_url: Url = strawberry.field(
         description="Callback URL (REST endpoint) where real-time events are sent."
     )
@@ -126,6 +147,8 @@ class CreateNotificationCallbackConfigInput:
 @strawberry.type(description="Details about the callback configuration returned by the mutation.")
 class CreateNotificationCallbackConfigPayload:
     """Payload of createNotificationCallbackConfig (seed 003)."""
+
+    __repr__ = _redacted_repr("secret")
 
     callback_config: NotificationCallbackConfig = strawberry.field(
         description="Details about the callback configuration."
@@ -162,6 +185,8 @@ class RefreshNotificationCallbackConfigSecretInput:
 class RefreshNotificationCallbackConfigSecretPayload:
     """Payload of refreshNotificationCallbackConfigSecret (seed 000)."""
 
+    __repr__ = _redacted_repr("secret")
+
     callback_config_id: strawberry.ID = strawberry.field(
         description="ID of callback configuration whose secret is updated."
     )
@@ -182,6 +207,8 @@ class RefreshNotificationCallbackConfigSecretPayload:
 )
 class UpdateNotificationCallbackConfigInput:
     """Input of updateNotificationCallbackConfig."""
+
+    __repr__ = _redacted_repr("api_key")
 
     callback_config_id: strawberry.ID = strawberry.field(
         description="ID of callback configuration to update."
@@ -238,20 +265,14 @@ def _given(value: T | None) -> T | None:
 def _update_request(
     partner: str, given: UpdateNotificationCallbackConfigInput
 ) -> pb.UpdateCallbackConfigRequest:
-    config = pb.CallbackConfig(name=_config_name(partner, given.callback_config_id))
+    config = pb.CallbackConfig(name=config_name(partner, given.callback_config_id))
     paths: list[str] = []
-    if (callback_url := _given(given.callback_url)) is not None:
-        config.callback_url = callback_url
-        paths.append("callback_url")
-    if (api_key := _given(given.api_key)) is not None:
-        config.api_key = api_key
-        paths.append("api_key")
-    if (contact_email := _given(given.contact_email)) is not None:
-        config.contact_email = contact_email
-        paths.append("contact_email")
-    if (request_timeout_seconds := _given(given.request_timeout_seconds)) is not None:
-        config.request_timeout_seconds = request_timeout_seconds
-        paths.append("request_timeout_seconds")
+    # The input's attribute names are the proto's field names (and mask paths).
+    for path in ("callback_url", "api_key", "contact_email", "request_timeout_seconds"):
+        value = _given(getattr(given, path))
+        if value is not None:
+            setattr(config, path, value)
+            paths.append(path)
     if not paths:
         raise api_error(
             BAD_USER_INPUT,
@@ -335,14 +356,14 @@ class Mutation:
         """RefreshSecret of the partner's configuration."""
         ctx = info.context
         request = rotation_pb.RefreshSecretRequest(
-            name=_config_name(ctx.require_partner(), input.callback_config_id),
+            name=config_name(ctx.require_partner(), input.callback_config_id),
             keep_existing_secret_active=input.keep_existing_secret_active,
         )
         reply = await ctx.call(
             ctx.stubs.secret_rotation.RefreshSecret,
             request,
             fields=INPUT_FIELDS,
-            what=_what(input.callback_config_id),
+            what=describe_config(input.callback_config_id),
         )
         previous = (
             LocalDateTime(_moment(reply.previous_secret_expire_time))
@@ -373,7 +394,7 @@ class Mutation:
             ctx.stubs.callback_configs.UpdateCallbackConfig,
             request,
             fields=INPUT_FIELDS,
-            what=_what(input.callback_config_id),
+            what=describe_config(input.callback_config_id),
         )
         return UpdateNotificationCallbackConfigPayload(
             callback_config=NotificationCallbackConfig.from_message(reply.callback_config)
@@ -391,13 +412,13 @@ class Mutation:
         """DeleteCallbackConfig of the partner's configuration."""
         ctx = info.context
         request = pb.DeleteCallbackConfigRequest(
-            name=_config_name(ctx.require_partner(), input.callback_config_id)
+            name=config_name(ctx.require_partner(), input.callback_config_id)
         )
         reply = await ctx.call(
             ctx.stubs.callback_configs.DeleteCallbackConfig,
             request,
             fields=INPUT_FIELDS,
-            what=_what(input.callback_config_id),
+            what=describe_config(input.callback_config_id),
         )
         return DeleteNotificationCallbackConfigPayload(
             callback_config_id=strawberry.ID(reply.name.rsplit("/", 1)[-1])

@@ -102,10 +102,27 @@ def from_rpc_error(
 # graphql-core 3.3: "Variable '$input' has invalid value at .callbackUrl: …";
 # 3.2: "Variable '$input' got invalid value … at 'input.callbackUrl'; …".
 _VARIABLE_PATH = re.compile(
-    r"^Variable '\$(?P<name>\w+)' has invalid value at (?P<path>[.\w\[\]]+):"
-    r"|^Variable '\$\w+' got invalid value .*? at '(?P<full>[^']+)'"
+    r"^Variable '\$(?P<name>\w+)' has invalid value(?: at (?P<path>[.\w\[\]]+))?: "
+    r"|^Variable '\$\w+' got invalid value .*? at '(?P<full>[^']+)'; ",
+    re.DOTALL,
 )
 _VARIABLE = re.compile(r"^Variable '\$(?P<name>\w+)'")
+
+
+def _variable_error(variable: str, message: str) -> tuple[str, str]:
+    """The input path of a bad variable and a message that repeats no value.
+
+    graphql-core echoes the offending value ("…, found: {'apiKey': …}",
+    "non-integer value: 'x'"); for the create input that value holds the API
+    key, a secret, so only graphql-core's reason up to the value is kept.
+    """
+    path = _VARIABLE_PATH.match(message)
+    if path is None:
+        # "… of required type 'X!' was not provided." and the like name no value.
+        return variable, message
+    field = path["full"] or variable + (path["path"] or "")
+    reason = message[path.end() :].split(": ", 1)[0].removesuffix(", found").rstrip(".")
+    return field, f"Variable '${variable}' has an invalid value at '{field}': {reason}."
 
 
 def classify(error: GraphQLError) -> dict[str, Any]:
@@ -136,13 +153,7 @@ def classify(error: GraphQLError) -> dict[str, Any]:
     elif message.startswith("Syntax Error"):
         formatted["extensions"] = {"code": GRAPHQL_PARSE_FAILED}
     elif match := _VARIABLE.match(message):
-        path = _VARIABLE_PATH.match(message)
-        if path and path["full"]:
-            field = path["full"]
-        elif path:
-            field = path["name"] + path["path"]
-        else:
-            field = match["name"]
+        field, formatted["message"] = _variable_error(match["name"], message)
         formatted["extensions"] = {"code": BAD_USER_INPUT, "field": field}
     else:
         formatted["extensions"] = {"code": GRAPHQL_VALIDATION_FAILED}

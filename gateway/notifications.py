@@ -15,6 +15,7 @@ from google.protobuf import field_mask_pb2
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 
+from gateway.callback_configs import config_name, describe_config
 from gateway.context import GatewayContext
 from gateway.errors import BAD_USER_INPUT, api_error
 from gateway.profile import ProfileRoot
@@ -31,14 +32,6 @@ INPUT_FIELDS = {
 
 def _stub(info: Info) -> pb_grpc.NotificationServiceStub:
     return info.context.stubs.stub(pb_grpc.NotificationServiceStub)
-
-
-def _config_name(partner: str, config_id: strawberry.ID) -> str:
-    return f"{partner}/callbackConfigs/{config_id}"
-
-
-def _what(config_id: strawberry.ID) -> str:
-    return f"callback configuration {str(config_id)[:64]!r}"
 
 
 @strawberry.type(description="An event type available for subscription.")
@@ -206,7 +199,7 @@ class Mutation:
         returns the existing subscription (idempotent)."""
         ctx = info.context
         partner = ctx.require_partner()
-        config = _config_name(partner, input.callback_config_id)
+        config = config_name(partner, input.callback_config_id)
         existing = await ctx.call(
             _stub(info).ListSubscriptions, pb.ListSubscriptionsRequest(parent=partner)
         )
@@ -230,7 +223,7 @@ class Mutation:
             _stub(info).CreateSubscription,
             request,
             fields=INPUT_FIELDS,
-            what=_what(input.callback_config_id),
+            what=describe_config(input.callback_config_id),
         )
         return NotificationEventTypeSubscriptionPayload(
             subscription=NotificationEventTypeSubscription.from_message(reply.subscription)
@@ -261,7 +254,7 @@ class Mutation:
         request = pb.UpdateSubscriptionRequest(
             subscription=pb.Subscription(
                 name=_subscription_name(partner, input.event_type),
-                callback_config=_config_name(partner, input.callback_config_id),
+                callback_config=config_name(partner, input.callback_config_id),
             ),
             update_mask=field_mask_pb2.FieldMask(paths=["callback_config"]),
         )
@@ -269,7 +262,10 @@ class Mutation:
             _stub(info).UpdateSubscription,
             request,
             fields=INPUT_FIELDS,
-            what=f"subscription of {input.event_type[:64]!r} or {_what(input.callback_config_id)}",
+            what=(
+                f"subscription of {input.event_type[:64]!r} or "
+                f"{describe_config(input.callback_config_id)}"
+            ),
         )
         return NotificationEventTypeSubscriptionPayload(
             subscription=NotificationEventTypeSubscription.from_message(reply.subscription)
@@ -287,7 +283,7 @@ class Mutation:
         """SendTestNotification."""
         ctx = info.context
         request = pb.SendTestNotificationRequest(
-            name=_config_name(ctx.require_partner(), input.callback_config_id),
+            name=config_name(ctx.require_partner(), input.callback_config_id),
             event_type=input.event_type,
             payload_json=input.payload,
         )
@@ -295,7 +291,7 @@ class Mutation:
             _stub(info).SendTestNotification,
             request,
             fields=INPUT_FIELDS,
-            what=_what(input.callback_config_id),
+            what=describe_config(input.callback_config_id),
         )
         return SendTestNotificationPayload(
             delivered=reply.delivered,

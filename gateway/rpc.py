@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -90,8 +90,9 @@ class CallOptions:
     """What every RPC of one GraphQL request carries."""
 
     # `authorization` with the gateway's service token, plus `traceparent` /
-    # `tracestate` of the incoming request when it had them.
-    metadata: tuple[tuple[str, str], ...]
+    # `tracestate` of the incoming request when it had them. Out of the repr:
+    # the token is a credential.
+    metadata: tuple[tuple[str, str], ...] = field(repr=False)
     # time.monotonic() value when the request's budget runs out.
     deadline: float
 

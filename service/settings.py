@@ -15,7 +15,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOOKKEEPER_", extra="ignore")
 
     var_dir: Path = Path("var")
-    database_url: str = ""
+    # A SecretStr: the URL may carry a password, and reprs must not show it.
+    database_url: SecretStr = SecretStr("")
     grpc_listen: str = "127.0.0.1:50051"
     # `id:base64key` entries, comma-separated, oldest first: the last one seals.
     master_keys: SecretStr | None = None
@@ -59,12 +60,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # TESTS ONLY: shifts the process clock. Honoured only together with
     # HOOKKEEPER_UNSAFE_TEST_CLOCK=i-know-this-is-not-production (see
-    # service/app/test_clock.py); never set either in a deployment.
+    # service/app/clock_offset.py); never set either in a deployment.
     unsafe_clock_offset_seconds: float = 0.0
     unsafe_test_clock: str = ""
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL, defaulting to an SQLite file under ``var_dir``."""
-        if self.database_url:
-            return self.database_url
+        if url := self.database_url.get_secret_value():
+            return url
         return f"sqlite+aiosqlite:///{self.var_dir / 'hookkeeper.db'}"

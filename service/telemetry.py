@@ -397,8 +397,9 @@ def record_rpc(method: str, code: grpc.StatusCode, duration_ms: float) -> None:
 
 
 def record_delivery(outcome: str, event_type: str, duration_seconds: float | None) -> None:
-    """One delivery attempt. ``outcome`` is a small fixed vocabulary (e.g.
-    ``delivered``, ``failed``, ``retrying``, ``exhausted``); ``event_type`` the
+    """One delivery attempt. ``outcome`` is the state the delivery's row
+    takes after it (``DELIVERED``, ``PENDING`` for a retry to come, ``FAILED``
+    once the policy is exhausted, ``CANCELLED``); ``event_type`` the
     notification's event type. Never pass a URL, body or header value."""
     instruments = _state.instruments
     if instruments is None:
@@ -485,6 +486,15 @@ class _TraceContextFilter(logging.Filter):
         return True
 
 
+class _BoundValuesFilter(logging.Filter):
+    """Drops aiosqlite's DEBUG records: each echoes a statement with its bound
+    values (callback URLs that may carry a partner's token, e-mail addresses),
+    which the engine's ``hide_parameters`` cannot reach."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno < logging.INFO and record.name.startswith("aiosqlite"))
+
+
 def log_handler(stream: IO[str], fmt: str = "json") -> logging.Handler:
     """A handler writing one JSON object per line (``fmt="text"`` for humans),
     with the trace and span ids whenever a span is active."""
@@ -500,6 +510,7 @@ def log_handler(stream: IO[str], fmt: str = "json") -> logging.Handler:
                 datefmt="%Y-%m-%dT%H:%M:%S%z",
             )
         )
+    handler.addFilter(_BoundValuesFilter())
     handler.addFilter(_TraceContextFilter())
     return handler
 

@@ -54,6 +54,8 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        """The real handler for an open method or a known token; otherwise a
+        handler that aborts with UNAUTHENTICATED before any servicer code runs."""
         method = handler_call_details.method or ""
         if method.startswith(_OPEN_PREFIXES):
             return await continuation(handler_call_details)

@@ -9,13 +9,11 @@ commits, and never delay it beyond one insert or update):
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store import deliveries as store
-from service.store.deliveries import DeliveryRecord
 
 
 async def callback_url_set(
@@ -24,20 +22,12 @@ async def callback_url_set(
     """Queues the connectivity check of a new or changed callback URL."""
     await store.insert_delivery(
         conn,
-        DeliveryRecord(
-            id=str(uuid.uuid4()),
+        store.new_delivery(
             partner_id=partner_id,
             kind=store.CONNECTIVITY_CHECK,
             event_pk=None,
-            callback_config_id=config_id,
-            transaction_id=str(uuid.uuid4()),
-            state=store.PENDING,
-            attempt_count=0,
-            round_failures=0,
-            next_attempt_time=now,
-            last_error=None,
-            create_time=now,
-            update_time=now,
+            config_id=config_id,
+            now=now,
         ),
     )
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,6 +32,7 @@ from service.store.deliveries import (
     EventRecord,
     SubscriptionRecord,
     TargetRecord,
+    new_delivery,
 )
 
 
@@ -50,27 +50,6 @@ class DeliveryOptions:
     """Operator settings the use cases need."""
 
     retry_interval_scale: float = 1.0
-
-
-def new_delivery(
-    *, partner_id: str, kind: str, event_pk: str | None, config_id: str, now: datetime
-) -> DeliveryRecord:
-    """A fresh PENDING delivery due now, with its own transactionId."""
-    return DeliveryRecord(
-        id=str(uuid.uuid4()),
-        partner_id=partner_id,
-        kind=kind,
-        event_pk=event_pk,
-        callback_config_id=config_id,
-        transaction_id=str(uuid.uuid4()),
-        state=store.PENDING,
-        attempt_count=0,
-        round_failures=0,
-        next_attempt_time=now,
-        last_error=None,
-        create_time=now,
-        update_time=now,
-    )
 
 
 def _checked(

@@ -24,6 +24,7 @@ from service.app.context import AppContext
 from service.app.delivering import Deliverer, Outcome
 from service.delivery.http import Sender
 from service.store import deliveries as store
+from service.store import gauges
 
 _log = logging.getLogger(__name__)
 _FLUSH_MAX = 500
@@ -67,7 +68,6 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._results: asyncio.Queue[Outcome | None] = asyncio.Queue()
-        self.delivered = 0
 
     def wake(self) -> None:
         """Look for due work now instead of at the next poll."""
@@ -166,14 +166,14 @@ class Dispatcher:
                     for o in batch
                 ],
             )
-        self.delivered += sum(1 for o in batch if o.attempt.succeeded)
 
     async def _report_queue(self, stop: asyncio.Event) -> None:
-        """Feeds the queue gauges every few seconds (only when metrics are on)."""
+        """Feeds the queue gauges every few seconds (only when metrics are on):
+        a dispatcher run alone has no GaugeSampler of ``hookkeeper serve``."""
         while not stop.is_set():
             try:
                 async with self._ctx.database.read() as conn:
-                    depth, age = await store.queue_stats(conn, self._ctx.clock())
+                    depth, age = await gauges.delivery_queue(conn, self._ctx.clock())
                 telemetry.set_delivery_queue(depth, age)
             except Exception:
                 _log.exception("cannot read the queue's size")

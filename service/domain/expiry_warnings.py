@@ -37,11 +37,6 @@ def due_threshold(create_time: datetime, expire_time: datetime, now: datetime) -
     return due
 
 
-def supersedes(newer_days: int, older_days: int) -> bool:
-    """Whether a warning for ``newer_days`` makes a pending one for ``older_days`` moot."""
-    return newer_days < older_days
-
-
 @dataclass(frozen=True)
 class Backoff:
     """Retry delays for a failed send: exponential, capped; never gives up."""

@@ -10,6 +10,7 @@ end of its lease: if the dispatcher dies, the row simply falls due again.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -136,9 +137,94 @@ class ClaimedDelivery:
     target: TargetRecord | None
 
 
-def _insert_ignore(conn: AsyncConnection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+# Statements are built once, with bound parameters (as in callback_configs.py):
+# building SQLAlchemy constructs per call is a large share of the CPU time of
+# the dispatcher's and publisher's hot paths.
+def _insert_ignoring(table: Any, unique: list[str]) -> dict[str, Any]:
+    """INSERT ... ON CONFLICT DO NOTHING per dialect name (a repeat is no error)."""
+    return {
+        name: dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
+        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    }
+
+
+_INSERT_EVENT = _insert_ignoring(notification_events, ["partner_id", "event_id"])
+_GET_EVENT = select(notification_events).where(
+    _events.partner_id == bindparam("partner_id"), _events.event_id == bindparam("event_id")
+)
+_INSERT_SUBSCRIPTION = _insert_ignoring(notification_subscriptions, ["partner_id", "event_type"])
+_GET_SUBSCRIPTION = select(notification_subscriptions).where(
+    _subs.partner_id == bindparam("partner_id"), _subs.event_type == bindparam("event_type")
+)
+_INSERT_DELIVERY = insert(notification_deliveries)
+_INSERT_ATTEMPT = insert(notification_attempts)
+_DUE = (
+    select(_deliveries.id, _configs.request_timeout_seconds)
+    .select_from(
+        notification_deliveries.outerjoin(
+            callback_configs, _configs.id == _deliveries.callback_config_id
+        )
+    )
+    .where(_deliveries.state == PENDING, _deliveries.next_attempt_time <= bindparam("now"))
+    .order_by(_deliveries.next_attempt_time)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=notification_deliveries)
+)
+_lease_end = bindparam("lease_end", type_=UTCDateTime)
+_LEASE = (
+    update(notification_deliveries)
+    .where(_deliveries.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        lease_owner=bindparam("owner"),
+        lease_token=bindparam("token"),
+        lease_expire_time=_lease_end,
+        next_attempt_time=_lease_end,
+        attempt_count=_deliveries.attempt_count + 1,
+        update_time=bindparam("now", type_=UTCDateTime),
+    )
+)
+_CLAIMED_DETAILS = (
+    select(
+        notification_deliveries,
+        _events.id.label("e_id"),
+        _events.partner_id.label("e_partner_id"),
+        _events.event_type.label("e_event_type"),
+        _events.event_id.label("e_event_id"),
+        _events.payload.label("e_payload"),
+        _events.is_test.label("e_is_test"),
+        _events.create_time.label("e_create_time"),
+        _configs.id.label("c_id"),
+        _configs.callback_url.label("c_callback_url"),
+        _configs.request_timeout_seconds.label("c_timeout"),
+        _configs.api_key_key_id.label("c_key_id"),
+        _configs.api_key_ciphertext.label("c_key_blob"),
+    )
+    .select_from(
+        notification_deliveries.outerjoin(
+            notification_events, _events.id == _deliveries.event_pk
+        ).outerjoin(callback_configs, _configs.id == _deliveries.callback_config_id)
+    )
+    .where(_deliveries.id.in_(bindparam("ids", expanding=True)))
+)
+# See settle_many for why the lease token and the state are in the WHERE.
+_SETTLE = (
+    update(notification_deliveries)
+    .where(
+        _deliveries.id == bindparam("b_id"),
+        _deliveries.lease_token == bindparam("b_token"),
+        _deliveries.state == PENDING,
+    )
+    .values(
+        state=bindparam("b_state"),
+        round_failures=bindparam("b_round_failures"),
+        next_attempt_time=bindparam("b_next", type_=UTCDateTime),
+        lease_owner=None,
+        lease_token=None,
+        lease_expire_time=None,
+        last_error=bindparam("b_error"),
+        update_time=bindparam("b_now", type_=UTCDateTime),
+    )
+)
 
 
 def _event(m: Any) -> EventRecord:
@@ -190,27 +276,23 @@ def _delivery(m: Any) -> DeliveryRecord:
 async def insert_event(conn: AsyncConnection, record: EventRecord) -> tuple[EventRecord, bool]:
     """Stores the event unless the partner already published its event id;
     returns the stored event and whether this call inserted it."""
-    stmt = (
-        _insert_ignore(conn, notification_events)
-        .values(
-            id=record.id,
-            partner_id=record.partner_id,
-            event_type=record.event_type,
-            event_id=record.event_id,
-            payload=record.payload,
-            is_test=record.is_test,
-            create_time=record.create_time,
-        )
-        .on_conflict_do_nothing(index_elements=["partner_id", "event_id"])
+    result = await conn.execute(
+        _INSERT_EVENT[conn.dialect.name],
+        {
+            "id": record.id,
+            "partner_id": record.partner_id,
+            "event_type": record.event_type,
+            "event_id": record.event_id,
+            "payload": record.payload,
+            "is_test": record.is_test,
+            "create_time": record.create_time,
+        },
     )
-    result = await conn.execute(stmt)
     if result.rowcount == 1:
         return record, True
     row = (
         await conn.execute(
-            select(notification_events).where(
-                _events.partner_id == record.partner_id, _events.event_id == record.event_id
-            )
+            _GET_EVENT, {"partner_id": record.partner_id, "event_id": record.event_id}
         )
     ).one()
     return _event(row._mapping), False
@@ -224,29 +306,24 @@ async def get_subscription(
 ) -> SubscriptionRecord | None:
     """The partner's subscription of an event type, if any."""
     row = (
-        await conn.execute(
-            select(notification_subscriptions).where(
-                _subs.partner_id == partner_id, _subs.event_type == event_type
-            )
-        )
+        await conn.execute(_GET_SUBSCRIPTION, {"partner_id": partner_id, "event_type": event_type})
     ).first()
     return _subscription(row) if row else None
 
 
 async def insert_subscription(conn: AsyncConnection, record: SubscriptionRecord) -> bool:
     """Inserts a subscription; False when the partner already has one for the type."""
-    stmt = (
-        _insert_ignore(conn, notification_subscriptions)
-        .values(
-            partner_id=record.partner_id,
-            event_type=record.event_type,
-            callback_config_id=record.callback_config_id,
-            create_time=record.create_time,
-            update_time=record.update_time,
-        )
-        .on_conflict_do_nothing(index_elements=["partner_id", "event_type"])
+    result = await conn.execute(
+        _INSERT_SUBSCRIPTION[conn.dialect.name],
+        {
+            "partner_id": record.partner_id,
+            "event_type": record.event_type,
+            "callback_config_id": record.callback_config_id,
+            "create_time": record.create_time,
+            "update_time": record.update_time,
+        },
     )
-    return bool((await conn.execute(stmt)).rowcount == 1)
+    return bool(result.rowcount == 1)
 
 
 async def list_subscriptions(conn: AsyncConnection, partner_id: str) -> list[SubscriptionRecord]:
@@ -294,24 +371,46 @@ async def config_exists(conn: AsyncConnection, partner_id: str, config_id: str) 
 # --- deliveries -----------------------------------------------------------
 
 
+def new_delivery(
+    *, partner_id: str, kind: str, event_pk: str | None, config_id: str, now: datetime
+) -> DeliveryRecord:
+    """A fresh PENDING delivery due now, with its own transactionId."""
+    return DeliveryRecord(
+        id=str(uuid.uuid4()),
+        partner_id=partner_id,
+        kind=kind,
+        event_pk=event_pk,
+        callback_config_id=config_id,
+        transaction_id=str(uuid.uuid4()),
+        state=PENDING,
+        attempt_count=0,
+        round_failures=0,
+        next_attempt_time=now,
+        last_error=None,
+        create_time=now,
+        update_time=now,
+    )
+
+
 async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None:
     """Queues a delivery."""
     await conn.execute(
-        insert(notification_deliveries).values(
-            id=record.id,
-            partner_id=record.partner_id,
-            kind=record.kind,
-            event_pk=record.event_pk,
-            callback_config_id=record.callback_config_id,
-            transaction_id=record.transaction_id,
-            state=record.state,
-            attempt_count=record.attempt_count,
-            round_failures=record.round_failures,
-            next_attempt_time=record.next_attempt_time,
-            last_error=record.last_error,
-            create_time=record.create_time,
-            update_time=record.update_time,
-        )
+        _INSERT_DELIVERY,
+        {
+            "id": record.id,
+            "partner_id": record.partner_id,
+            "kind": record.kind,
+            "event_pk": record.event_pk,
+            "callback_config_id": record.callback_config_id,
+            "transaction_id": record.transaction_id,
+            "state": record.state,
+            "attempt_count": record.attempt_count,
+            "round_failures": record.round_failures,
+            "next_attempt_time": record.next_attempt_time,
+            "last_error": record.last_error,
+            "create_time": record.create_time,
+            "update_time": record.update_time,
+        },
     )
 
 
@@ -392,19 +491,7 @@ async def claim_due(
     row's ``next_attempt_time`` moves to the lease's end, so a dispatcher that
     dies mid-flight leaves the row due again once the lease runs out.
     """
-    due = (
-        select(_deliveries.id, _configs.request_timeout_seconds)
-        .select_from(
-            notification_deliveries.outerjoin(
-                callback_configs, _configs.id == _deliveries.callback_config_id
-            )
-        )
-        .where(_deliveries.state == PENDING, _deliveries.next_attempt_time <= now)
-        .order_by(_deliveries.next_attempt_time)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=notification_deliveries)
-    )
-    rows = (await conn.execute(due)).all()
+    rows = (await conn.execute(_DUE, {"now": now, "limit": limit})).all()
     if not rows:
         return []
     by_timeout: dict[int, list[str]] = defaultdict(list)
@@ -413,39 +500,12 @@ async def claim_due(
     for timeout, ids in by_timeout.items():
         lease_end = now + timedelta(seconds=timeout) + lease_margin
         await conn.execute(
-            update(notification_deliveries)
-            .where(_deliveries.id.in_(ids))
-            .values(
-                lease_owner=owner,
-                lease_token=token,
-                lease_expire_time=lease_end,
-                next_attempt_time=lease_end,
-                attempt_count=_deliveries.attempt_count + 1,
-                update_time=now,
-            )
+            _LEASE,
+            {"ids": ids, "owner": owner, "token": token, "lease_end": lease_end, "now": now},
         )
-    ids = [row.id for row in rows]
-    details = select(
-        notification_deliveries,
-        _events.id.label("e_id"),
-        _events.partner_id.label("e_partner_id"),
-        _events.event_type.label("e_event_type"),
-        _events.event_id.label("e_event_id"),
-        _events.payload.label("e_payload"),
-        _events.is_test.label("e_is_test"),
-        _events.create_time.label("e_create_time"),
-        _configs.id.label("c_id"),
-        _configs.callback_url.label("c_callback_url"),
-        _configs.request_timeout_seconds.label("c_timeout"),
-        _configs.api_key_key_id.label("c_key_id"),
-        _configs.api_key_ciphertext.label("c_key_blob"),
-    ).select_from(
-        notification_deliveries.outerjoin(
-            notification_events, _events.id == _deliveries.event_pk
-        ).outerjoin(callback_configs, _configs.id == _deliveries.callback_config_id)
-    )
     claimed = []
-    for row in await conn.execute(details.where(_deliveries.id.in_(ids))):
+    leased = [row.id for row in rows]
+    for row in await conn.execute(_CLAIMED_DETAILS, {"ids": leased}):
         m = row._mapping
         event = None
         if m["e_id"] is not None:
@@ -485,25 +545,7 @@ async def settle_many(conn: AsyncConnection, settlements: Sequence[Mapping[str, 
     lease ran out, and a cancellation is never undone."""
     if not settlements:
         return
-    stmt = (
-        update(notification_deliveries)
-        .where(
-            _deliveries.id == bindparam("b_id"),
-            _deliveries.lease_token == bindparam("b_token"),
-            _deliveries.state == PENDING,
-        )
-        .values(
-            state=bindparam("b_state"),
-            round_failures=bindparam("b_round_failures"),
-            next_attempt_time=bindparam("b_next", type_=UTCDateTime),
-            lease_owner=None,
-            lease_token=None,
-            lease_expire_time=None,
-            last_error=bindparam("b_error"),
-            update_time=bindparam("b_now", type_=UTCDateTime),
-        )
-    )
-    await conn.execute(stmt, list(settlements))
+    await conn.execute(_SETTLE, list(settlements))
 
 
 async def finish_unleased(
@@ -525,7 +567,7 @@ async def insert_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord
     if not records:
         return
     await conn.execute(
-        insert(notification_attempts),
+        _INSERT_ATTEMPT,
         [
             {
                 "id": r.id,
@@ -600,28 +642,6 @@ async def list_attempts(
             )
         )
     return out
-
-
-async def queue_stats(conn: AsyncConnection, now: datetime) -> tuple[int, float]:
-    """Deliveries waiting (PENDING) and the age in seconds of the oldest one."""
-    oldest_row = (
-        await conn.execute(
-            select(_deliveries.create_time)
-            .where(_deliveries.state == PENDING)
-            .order_by(_deliveries.create_time)
-            .limit(1)
-        )
-    ).first()
-    count = (
-        await conn.execute(
-            select(func.count())
-            .select_from(notification_deliveries)
-            .where(_deliveries.state == PENDING)
-        )
-    ).scalar_one()
-    if oldest_row is None:
-        return int(count), 0.0
-    return int(count), max(0.0, (now - oldest_row[0]).total_seconds())
 
 
 async def count_by_state(conn: AsyncConnection) -> dict[str, int]:

@@ -232,9 +232,3 @@ async def count_expiring(
     stmt = select(*columns).where(_c.secret_expire_time > now)
     row = (await conn.execute(stmt)).one()
     return {d: int(row[i]) for i, d in enumerate(days)}
-
-
-async def pending_count(conn: AsyncConnection) -> int:
-    """Warnings waiting to be sent (for metrics and operators)."""
-    stmt = select(func.count()).select_from(expiry_warnings).where(_w.state == PENDING)
-    return int((await conn.execute(stmt)).scalar_one())

@@ -29,6 +29,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """UTC on the way in; naive in SQLite, which would drop an offset anyway."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -37,6 +38,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """An aware UTC datetime, whatever zone (or none) the driver returned."""
         if value is None:
             return None
         assert isinstance(value, datetime)

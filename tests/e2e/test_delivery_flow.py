@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import notification_pb2 as nt
 
@@ -264,3 +265,46 @@ async def test_subscriptions_crud(stack: tuple[Stack, Client], tmp_path: Path) -
     # Publishing with no subscription stores the event and queues nothing.
     reply = await client.publish(who, "GuestReviewSubmitted", str(uuid.uuid4()))
     assert list(reply.deliveries) == []
+
+
+async def test_connectivity_get_is_recorded_and_never_blocks_the_mutation(
+    stack: tuple[Stack, Client], receiver: Receiver
+) -> None:
+    _, client = stack
+    who = partner()
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_get(request: Received) -> int:
+        if request.method == "GET":
+            arrived.set()
+            await release.wait()  # answered only once the mutation has returned
+        return 200
+
+    receiver.behaviour = hold_the_get
+    # Had the mutation waited for its GET, the GET would have timed out
+    # (after 2 s) unanswered and been recorded as a failure below.
+    config, _ = await client.config(who, receiver.url, wait_seconds=2)
+    await asyncio.wait_for(arrived.wait(), 20)
+    release.set()
+    moved = cc.CallbackConfig(name=config, callback_url=receiver.url + "?moved=1")
+    arrived.clear()
+    release.clear()
+    await client.configs.UpdateCallbackConfig(
+        cc.UpdateCallbackConfigRequest(
+            callback_config=moved, update_mask=FieldMask(paths=["callback_url"])
+        ),
+        metadata=METADATA,
+    )
+    await asyncio.wait_for(arrived.wait(), 20)
+    release.set()
+
+    async def recorded() -> None:
+        attempts = await client.attempts(f"{who}/deliveries/-")
+        checks = [a for a in attempts if a.kind == nt.DELIVERY_KIND_CONNECTIVITY_CHECK]
+        assert len(checks) == 2
+        assert all(a.succeeded and a.http_status == 200 for a in checks), checks
+
+    await eventually(recorded)
+    gets = [r for r in receiver.requests if r.method == "GET"]
+    assert [r.body for r in gets] == [b"", b""]
+    assert gets[0].headers["api-key"] == "partner-api-key-é"

@@ -144,8 +144,8 @@ async def test_loopback_callback_refused_unless_development_mode(
         stack.dispatcher("production")
 
         async def refused() -> None:
-            attempts = await_attempts = await api.attempts(f"{who}/deliveries/-")
-            by_event = {a.event_id: a for a in await_attempts if a.event_id}
+            attempts = await api.attempts(f"{who}/deliveries/-")
+            by_event = {a.event_id: a for a in attempts if a.event_id}
             assert len(by_event) == 3, attempts
             assert "loopback" in by_event["to-literal"].error
             assert "loopback" in by_event["to-resolved"].error  # after DNS resolution

@@ -19,6 +19,7 @@ from service.delivery.http import Answer, Sender
 from service.domain.callback_config import ConfigFields
 from service.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from service.store import deliveries as store
+from service.store import gauges
 from tests.conftest import FakeClock
 
 
@@ -101,7 +102,7 @@ async def test_claims_are_disjoint_and_leases_fence_late_writers(
     assert await _claim(ctx) == []  # all leased
     clock.advance(timedelta(seconds=7))  # the 5 s timeout + 1 s margin ran out
     async with ctx.database.read() as conn:
-        assert await store.queue_stats(conn, clock()) == (7, 7.0)
+        assert await gauges.delivery_queue(conn, clock()) == (7, 7.0)
     again = await _claim(ctx)
     assert len(again) == 7
     stale = batches[0][0]

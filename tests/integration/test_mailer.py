@@ -4,6 +4,7 @@ real SMTP server in the test process; the clock is moved by hand."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -191,6 +192,24 @@ async def test_an_unreachable_smtp_server_loses_nothing(
     down = SmtpServer("smtp://127.0.0.1:1", smtp.inbox)
     assert await mailer(app_context, down).run_once() == 0
     clock.advance(timedelta(minutes=5))
+    assert await mailer(app_context, smtp).run_once() == 1
+
+
+async def test_starttls_is_required_when_the_url_asks_and_the_password_never_logged(
+    app_context: AppContext, clock: FakeClock, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    await create(app_context)
+    clock.advance(timedelta(days=336))
+    host = smtp.url.removeprefix("smtp://")
+    # This catcher offers no STARTTLS: a URL asking for it must not fall back
+    # to sending (and logging in) in plain text; the warning waits instead.
+    insisting = SmtpServer(f"smtp://mailer:pw-never-logged@{host}?starttls=true", smtp.inbox)
+    with caplog.at_level(logging.DEBUG):
+        assert await mailer(app_context, insisting).run_once() == 0
+    assert smtp.inbox.messages == []
+    assert "retrying at" in caplog.text
+    assert "pw-never-logged" not in caplog.text
+    clock.advance(timedelta(minutes=1))
     assert await mailer(app_context, smtp).run_once() == 1
 
 

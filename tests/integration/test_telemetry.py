@@ -399,7 +399,11 @@ async def test_each_delivery_attempt_is_a_trace_carried_to_the_partner_and_count
     assert post.headers["traceparent"].split("-")[1] == format(attempt_context.trace_id, "032x")
     everything = "\n".join(s.to_json() for s in spans)
     assert "partner-query-token-77" not in everything  # the URL's query is not recorded
-    assert API_KEY not in everything
+    metric_data = captured.metrics.get_metrics_data()
+    assert isinstance(metric_data, MetricsData)
+    recorded = (everything, metric_data.to_json(), captured.logs.getvalue())
+    for value in (API_KEY, created.secret, "partner-query-token-77"):
+        assert all(value not in text for text in recorded)
     counted = {a["event_type"]: v for a, v in captured.metric_points()["hookkeeper.deliveries"]}
     assert counted["GuestReviewSubmitted"] == 1
 

@@ -8,11 +8,19 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import strawberry
 from graphql import GraphQLError
 
 from gateway.auth import PartnerCache, bearer_token
 from gateway.errors import classify
-from gateway.scalars import format_local_date_time, parse_local_date_time
+from gateway.scalars import (
+    EmailAddress,
+    LocalDateTime,
+    Url,
+    format_local_date_time,
+    parse_local_date_time,
+)
+from gateway.schema import build_schema
 from service.domain import partner_tokens
 from service.domain.errors import InvalidArgument
 
@@ -89,6 +97,52 @@ def test_classify_gives_every_error_a_code_and_masks_surprises() -> None:
     assert classify(kept)["extensions"] == {"code": "NOT_FOUND"}
 
 
+CREATE_WITH_VARIABLE = (
+    "mutation($input: CreateNotificationCallbackConfigInput!) {"
+    " createNotificationCallbackConfig(input: $input) { secret } }"
+)
+API_KEY = "api-key-that-must-never-be-echoed"
+
+
+@pytest.mark.parametrize(
+    ("variable", "field", "reason"),
+    [
+        (
+            {"callbackUrl": "https://hooks.example.com", "apiKey": API_KEY},
+            "input",
+            "to include required field 'contactEmail'",
+        ),
+        (
+            {
+                "apiKey": API_KEY,
+                "callbackUrl": "https://h.example.com",
+                "contactEmail": "a@b.c",
+                "extra": 1,
+            },
+            "input",
+            "not to include unknown field 'extra'",
+        ),
+        (
+            {"apiKey": 12345678987654321, "callbackUrl": "u", "contactEmail": "e"},
+            "input.apiKey",
+            "String cannot represent a non string value",
+        ),
+    ],
+)
+async def test_bad_variables_name_the_field_but_never_echo_the_value(
+    variable: dict[str, object], field: str, reason: str
+) -> None:
+    # The real schema and graphql-core's own messages: variable coercion fails
+    # before any resolver (or RPC) runs, so no context is needed.
+    result = await build_schema().execute(CREATE_WITH_VARIABLE, variable_values={"input": variable})
+    [error] = result.errors or []
+    formatted = classify(error)
+    assert formatted["extensions"] == {"code": "BAD_USER_INPUT", "field": field}
+    assert reason in formatted["message"]
+    assert str(variable["apiKey"]) not in formatted["message"]
+    assert "found" not in formatted["message"]
+
+
 def test_tokens_are_random_prefixed_and_hashed_with_sha256() -> None:
     first, second = partner_tokens.generate_token(), partner_tokens.generate_token()
     assert first != second
@@ -109,3 +163,74 @@ def test_display_names_and_partner_ids_are_checked() -> None:
     assert partner_tokens.parse_partner_id(f"partners/{partner_id.upper()}") == partner_id
     with pytest.raises(InvalidArgument):
         partner_tokens.parse_partner_id("partners/not-a-uuid")
+
+
+def test_inputs_and_payloads_redact_api_keys_and_secrets_in_reprs() -> None:
+    from gateway import callback_configs as gql
+
+    created = gql.CreateNotificationCallbackConfigInput(
+        callback_url=Url("https://hooks.example.com"),
+        api_key=API_KEY,
+        contact_email=EmailAddress("ops@example.com"),
+    )
+    updated = gql.UpdateNotificationCallbackConfigInput(
+        callback_config_id=strawberry.ID("c-1"), api_key=API_KEY
+    )
+    refreshed = gql.RefreshNotificationCallbackConfigSecretPayload(
+        callback_config_id=strawberry.ID("c-1"),
+        secret=API_KEY,
+        secret_expiration_date_time=LocalDateTime(datetime.now(UTC)),
+        previous_secret_expiration_date_time=None,
+    )
+    for value in (created, updated, refreshed):
+        assert API_KEY not in repr(value) and API_KEY not in str(value)
+        assert "<redacted>" in repr(value)
+    assert "https://hooks.example.com" in repr(created)
+
+
+def test_the_gateway_service_token_stays_out_of_reprs() -> None:
+    from gateway.app import GatewayConfig
+    from gateway.rpc import call_options
+
+    token = "service-token-that-must-never-be-shown"
+    options = call_options(token, {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}, 5)
+    assert ("authorization", f"Bearer {token}") in options.metadata
+    config = GatewayConfig(service_token=token, max_body_bytes=1024, request_timeout_seconds=1)
+    for value in (options, config):
+        assert token not in repr(value)
+
+
+def test_update_input_maps_every_given_field_onto_the_mask() -> None:
+    from gateway import callback_configs as gql
+
+    every = gql.UpdateNotificationCallbackConfigInput(
+        callback_config_id=strawberry.ID("c-1"),
+        callback_url=Url("https://new.example.com"),
+        api_key="new-key",
+        contact_email=EmailAddress("new@example.com"),
+        request_timeout_seconds=7,
+    )
+    request = gql._update_request("partners/p-1", every)
+    assert request.callback_config.name == "partners/p-1/callbackConfigs/c-1"
+    assert list(request.update_mask.paths) == [
+        "callback_url",
+        "api_key",
+        "contact_email",
+        "request_timeout_seconds",
+    ]
+    assert request.callback_config.callback_url == "https://new.example.com"
+    assert request.callback_config.api_key == "new-key"
+    assert request.callback_config.contact_email == "new@example.com"
+    assert request.callback_config.request_timeout_seconds == 7
+
+    # Omitted and null both keep the current value; nothing given is an error.
+    one = gql.UpdateNotificationCallbackConfigInput(
+        callback_config_id=strawberry.ID("c-1"), api_key=None, contact_email=EmailAddress("a@b.c")
+    )
+    assert list(gql._update_request("partners/p-1", one).update_mask.paths) == ["contact_email"]
+    with pytest.raises(GraphQLError) as refused:
+        gql._update_request(
+            "partners/p-1",
+            gql.UpdateNotificationCallbackConfigInput(callback_config_id=strawberry.ID("c-1")),
+        )
+    assert refused.value.extensions == {"code": "BAD_USER_INPUT", "field": "input"}

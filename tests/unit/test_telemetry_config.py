@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 import pytest
 
 from service import telemetry
@@ -44,3 +47,24 @@ def test_off_installs_nothing() -> None:
     # Recording functions return at once without a meter.
     telemetry.record_rpc("/a.B/C", __import__("grpc").StatusCode.OK, 1.0)
     telemetry.record_warning(7, "sent")
+
+
+def test_debug_logs_never_echo_bound_values() -> None:
+    stream = io.StringIO()
+    handler = telemetry.log_handler(stream)
+    driver, ours = logging.getLogger("aiosqlite"), logging.getLogger("hookkeeper.test")
+    for logger in (driver, ours):
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        driver.debug("executing %s", "https://hooks.example.com/in?token=bound-value-1")
+        ours.debug("our own debug line")
+        driver.warning("driver warnings still pass")
+    finally:
+        for logger in (driver, ours):
+            logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+    text = stream.getvalue()
+    assert "bound-value-1" not in text
+    assert "our own debug line" in text
+    assert "driver warnings still pass" in text
