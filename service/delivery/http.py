@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -155,7 +156,8 @@ class Sender:
                 return Answer(0, elapsed(), str(cause))
             return Answer(0, elapsed(), f"cannot connect: {cause.strerror or cause}")
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as error:
-            return Answer(0, elapsed(), f"{type(error).__name__}: {error}"[:500])
+            text = scrub_url(f"{type(error).__name__}: {error}", url)
+            return Answer(0, elapsed(), text[:500])
         if 200 <= status < 300:
             return Answer(status, elapsed(), "")
         return Answer(status, elapsed(), f"the callback answered HTTP {status}")
@@ -165,3 +167,18 @@ class Sender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def scrub_url(text: str, url: str) -> str:
+    """``text`` with the callback URL shown without user info, query or
+    fragment: a URL may carry the partner's credentials, and attempt errors
+    are shown to partners and operators."""
+    try:
+        parsed = yarl.URL(url)
+        safe = str(parsed.with_user(None).with_query(None).with_fragment(None))
+        forms = {url, str(parsed), parsed.human_repr()}
+    except (ValueError, TypeError):
+        return text.replace(url, "<callback URL>")
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, safe)
+    return text

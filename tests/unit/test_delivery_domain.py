@@ -176,3 +176,22 @@ async def test_guarded_resolver_keeps_only_public_addresses() -> None:
     inward = GuardedResolver(_FixedResolver(["127.0.0.1", "169.254.169.254"]))
     with pytest.raises(ForbiddenAddress, match="loopback"):
         await inward.resolve("rebound.example.com", 443)
+
+
+def test_attempt_errors_never_show_url_credentials() -> None:
+    from service.delivery.http import scrub_url
+
+    url = "https://user:pa55word@hooks.example.com:8443/in?token=s3cr3t#frag"
+    text = scrub_url(f"ClientOSError: cannot reach {url} (reset)", url)
+    assert "pa55word" not in text
+    assert "s3cr3t" not in text
+    assert "https://hooks.example.com:8443/in" in text
+    # aiohttp renders URLs through yarl, which normalises them (host case).
+    import yarl
+
+    mixed = "https://user:pa55word@Hooks.Example.COM/in?token=s3cr3t"
+    rendered = str(yarl.URL(mixed))
+    assert rendered != mixed
+    scrubbed = scrub_url(f"InvalidURL {rendered}", mixed)
+    assert "s3cr3t" not in scrubbed
+    assert "pa55word" not in scrubbed
