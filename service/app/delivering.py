@@ -12,6 +12,7 @@ from datetime import datetime
 
 from service.app.context import AppContext, api_key_aad
 from service.app.secret_rotation import SecretRotation
+from service.crypto.keyring import KeyringError
 from service.delivery.http import Answer, Sender
 from service.domain import envelope, event_types, retry
 from service.domain.errors import FailedPrecondition, NotFound
@@ -95,6 +96,15 @@ class Deliverer:
         self.owner = owner
 
     async def _send(self, claimed: ClaimedDelivery, target: TargetRecord) -> Answer:
+        try:
+            return await self._sign_and_send(claimed, target)
+        except KeyringError as error:
+            # Permanent until an operator restores the key: a failed attempt,
+            # retried by policy and visible in the log, not a silent loop of
+            # expired leases. The message names key ids only.
+            return Answer(0, 0, f"cannot open stored credentials: {error}")
+
+    async def _sign_and_send(self, claimed: ClaimedDelivery, target: TargetRecord) -> Answer:
         delivery = claimed.delivery
         api_key = self._ctx.keyring.open(target.api_key, api_key_aad(target.config_id)).decode()
         headers = {"transactionId": delivery.transaction_id, "api-key": api_key}

@@ -15,6 +15,7 @@ from service.app.callback_configs import CallbackConfigs
 from service.app.context import AppContext, Policy
 from service.app.delivering import Deliverer
 from service.app.notifications import Notifications
+from service.crypto.keyring import Keyring, generate_key_entry
 from service.delivery.http import Answer, Sender
 from service.domain.callback_config import ConfigFields
 from service.domain.errors import AlreadyExists, InvalidArgument, NotFound
@@ -191,3 +192,26 @@ async def test_changing_the_callback_url_queues_one_connectivity_check(ctx: AppC
     claimed = await _claim(ctx)
     checks = [c for c in claimed if c.delivery.kind == store.CONNECTIVITY_CHECK]
     assert len(checks) == len(claimed) == 2  # the one of create and the one of the change
+
+
+async def test_credentials_sealed_under_a_lost_key_fail_the_attempt_visibly(
+    ctx: AppContext,
+) -> None:
+    sender = ScriptedSender([])
+    notifications = Notifications(ctx, sender)
+    config = await _config(ctx, "p9")
+    await notifications.subscribe("p9", "MessageReceived", config)
+    await notifications.publish("p9", "MessageReceived", "m", "{}")
+    # The operator dropped the key the rows were sealed under.
+    other_keyring = Keyring.parse(generate_key_entry())
+    lost = AppContext(ctx.database, other_keyring, ctx.policy, ctx.clock)
+    deliverer = Deliverer(lost, sender, scale=1.0, owner="t")
+    outcomes = [await deliverer.attempt(item) for item in await _claim(ctx)]
+    assert len(outcomes) == 2  # the connectivity GET and the event
+    for outcome in outcomes:
+        assert not outcome.attempt.succeeded
+        assert outcome.attempt.error.startswith("cannot open stored credentials: key ")
+    states = {o.claimed.delivery.kind: o.settlement.state for o in outcomes}
+    # The event is retried per its policy; a connectivity check never is.
+    assert states == {store.EVENT: store.PENDING, store.CONNECTIVITY_CHECK: store.FAILED}
+    assert sender.calls == []  # nothing was sent without its credentials
