@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from service.app import delivery_hooks
+from service.app.config_cache import read_through
 from service.app.context import AppContext, api_key_aad, secret_aad
 from service.domain import callback_config as rules
 from service.domain import paging
@@ -94,17 +95,16 @@ class CallbackConfigs:
 
     async def get(self, name: ConfigName) -> CallbackConfig:
         """The configuration; NotFound when absent or another partner's."""
-        cache, key = self._ctx.cache, ("config", name.partner_id, name.config_id)
-        record = cache.get(key) if cache else None
-        if record is None:
-            epoch = cache.epoch() if cache else 0
+
+        async def load() -> ConfigRecord:
             async with self._ctx.database.read() as conn:
                 record = await store.get_config(conn, name.partner_id, name.config_id)
             if record is None:
                 raise NotFound(str(name))
-            if cache:
-                cache.put(key, record, epoch)
-        return to_domain(record)
+            return record
+
+        key = ("config", name.partner_id, name.config_id)
+        return to_domain(await read_through(self._ctx.cache, key, load))
 
     async def list_page(
         self, partner_id: str, page_size: int, page_token: str

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 Key = tuple[str, str, str]
+T = TypeVar("T")
 
 
 class ConfigCache:
@@ -82,3 +83,17 @@ class ConfigCache:
         self._epoch += 1
         self._entries.clear()
         self.enabled = enabled
+
+
+async def read_through(cache: ConfigCache | None, key: Key, load: Callable[[], Awaitable[T]]) -> T:
+    """The cached value for ``key``, or ``load()``'s (then cached). A load
+    that raises (e.g. NotFound) caches nothing."""
+    if cache is not None:
+        hit: T | None = cache.get(key)
+        if hit is not None:
+            return hit
+    epoch = cache.epoch() if cache is not None else 0
+    value = await load()
+    if cache is not None:
+        cache.put(key, value, epoch)
+    return value

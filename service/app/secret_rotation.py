@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from service.app.config_cache import read_through
 from service.app.context import AppContext, secret_aad
 from service.domain import secrets as lifecycle
 from service.domain import signing
@@ -111,18 +112,17 @@ class SecretRotation:
         return Signature(timestamp, signing.sign(secrets, timestamp, payload))
 
     async def _live_secrets(self, name: ConfigName, now: datetime) -> list[SecretRecord]:
-        cache, key = self._ctx.cache, ("secrets", name.partner_id, name.config_id)
-        cached: list[SecretRecord] | None = cache.get(key) if cache else None
-        if cached is not None:
-            return cached
-        epoch = cache.epoch() if cache else 0
-        async with self._ctx.database.read() as conn:
-            exists, records = await store.live_secrets(conn, name.partner_id, name.config_id, now)
-        if not exists:
-            raise NotFound(str(name))
-        if cache:
-            cache.put(key, records, epoch)
-        return records
+        async def load() -> list[SecretRecord]:
+            async with self._ctx.database.read() as conn:
+                exists, records = await store.live_secrets(
+                    conn, name.partner_id, name.config_id, now
+                )
+            if not exists:
+                raise NotFound(str(name))
+            return records
+
+        key = ("secrets", name.partner_id, name.config_id)
+        return await read_through(self._ctx.cache, key, load)
 
     def _open(self, record: SecretRecord) -> str:
         aad = secret_aad(record.id, record.callback_config_id)

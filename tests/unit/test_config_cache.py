@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from service.app.config_cache import ConfigCache
+import pytest
+
+from service.app.config_cache import ConfigCache, read_through
 
 
 class Ticks:
@@ -58,3 +60,28 @@ def test_entries_expire_and_the_size_is_bounded() -> None:
         cache.put(("config", "p", name), name, cache.epoch())
     assert cache.get(("config", "p", "a")) is None
     assert cache.get(("config", "p", "c")) == "c"
+
+
+async def test_read_through_loads_once_and_never_caches_a_failure() -> None:
+    cache = ConfigCache()
+    cache.reset(enabled=True)
+    loads: list[str] = []
+
+    async def load() -> str:
+        loads.append("db")
+        return "row"
+
+    async def missing() -> str:
+        loads.append("db")
+        raise LookupError("not found")
+
+    key = ("config", "p", "c1")
+    assert await read_through(cache, key, load) == "row"
+    assert await read_through(cache, key, load) == "row"
+    assert loads == ["db"]
+    for _ in range(2):
+        with pytest.raises(LookupError):
+            await read_through(cache, ("config", "p", "gone"), missing)
+    assert loads == ["db", "db", "db"]
+    assert await read_through(None, key, load) == "row"  # no cache: always loads
+    assert len(loads) == 4
