@@ -11,9 +11,9 @@ from typing import Annotated
 
 import strawberry
 from hookkeeper.notifications.v1 import notification_pb2 as pb
-from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 
 from gateway.context import GatewayContext
+from gateway.notifications import notification_stub
 from gateway.scalars import LocalDateTime
 
 Info = strawberry.Info[GatewayContext, None]
@@ -24,10 +24,6 @@ INPUT_FIELDS = {
     "page_token": "pageToken",
     "event_id": "eventId",
 }
-
-
-def _stub(info: Info) -> pb_grpc.NotificationServiceStub:
-    return info.context.stubs.stub(pb_grpc.NotificationServiceStub)
 
 
 def _last_segment(name: str) -> strawberry.ID:
@@ -151,7 +147,9 @@ class Query:
             page_token=page_token or "",
             event_id=event_id or "",
         )
-        reply = await ctx.call(_stub(info).ListDeliveryAttempts, request, fields=INPUT_FIELDS)
+        reply = await ctx.call(
+            notification_stub(info).ListDeliveryAttempts, request, fields=INPUT_FIELDS
+        )
         return NotificationDeliveryAttemptsPage(
             attempts=[NotificationDeliveryAttempt.from_message(a) for a in reply.delivery_attempts],
             next_page_token=reply.next_page_token or None,
@@ -177,7 +175,7 @@ class Mutation:
             name=f"{ctx.require_partner()}/deliveries/{input.delivery_id}"
         )
         reply = await ctx.call(
-            _stub(info).RedeliverNotification,
+            notification_stub(info).RedeliverNotification,
             request,
             fields=INPUT_FIELDS,
             what=f"delivery {str(input.delivery_id)[:64]!r}",

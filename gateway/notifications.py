@@ -30,7 +30,8 @@ INPUT_FIELDS = {
 }
 
 
-def _stub(info: Info) -> pb_grpc.NotificationServiceStub:
+def notification_stub(info: Info) -> pb_grpc.NotificationServiceStub:
+    """The NotificationService stub of this request's channel."""
     return info.context.stubs.stub(pb_grpc.NotificationServiceStub)
 
 
@@ -183,7 +184,9 @@ class Query:
     async def notification_event_types(self, info: Info) -> list[NotificationEventType]:
         """ListEventTypes."""
         info.context.require_partner()
-        reply = await info.context.call(_stub(info).ListEventTypes, pb.ListEventTypesRequest())
+        reply = await info.context.call(
+            notification_stub(info).ListEventTypes, pb.ListEventTypesRequest()
+        )
         return [NotificationEventType.from_message(t) for t in reply.event_types]
 
 
@@ -201,7 +204,7 @@ class Mutation:
         partner = ctx.require_partner()
         config = config_name(partner, input.callback_config_id)
         existing = await ctx.call(
-            _stub(info).ListSubscriptions, pb.ListSubscriptionsRequest(parent=partner)
+            notification_stub(info).ListSubscriptions, pb.ListSubscriptionsRequest(parent=partner)
         )
         for found in existing.subscriptions:
             if found.event_type == input.event_type:
@@ -220,7 +223,7 @@ class Mutation:
             subscription=pb.Subscription(event_type=input.event_type, callback_config=config),
         )
         reply = await ctx.call(
-            _stub(info).CreateSubscription,
+            notification_stub(info).CreateSubscription,
             request,
             fields=INPUT_FIELDS,
             what=describe_config(input.callback_config_id),
@@ -237,7 +240,7 @@ class Mutation:
         ctx = info.context
         name = _subscription_name(ctx.require_partner(), input.event_type)
         await ctx.call(
-            _stub(info).DeleteSubscription,
+            notification_stub(info).DeleteSubscription,
             pb.DeleteSubscriptionRequest(name=name),
             fields=INPUT_FIELDS,
             what=f"subscription of {input.event_type[:64]!r}",
@@ -259,7 +262,7 @@ class Mutation:
             update_mask=field_mask_pb2.FieldMask(paths=["callback_config"]),
         )
         reply = await ctx.call(
-            _stub(info).UpdateSubscription,
+            notification_stub(info).UpdateSubscription,
             request,
             fields=INPUT_FIELDS,
             what=(
@@ -288,7 +291,7 @@ class Mutation:
             payload_json=input.payload,
         )
         reply = await ctx.call(
-            _stub(info).SendTestNotification,
+            notification_stub(info).SendTestNotification,
             request,
             fields=INPUT_FIELDS,
             what=describe_config(input.callback_config_id),
@@ -312,6 +315,7 @@ class ProfileFields:
     ) -> list[NotificationEventTypeSubscription]:
         """ListSubscriptions (one page holds them all: one per event type)."""
         reply = await info.context.call(
-            _stub(info).ListSubscriptions, pb.ListSubscriptionsRequest(parent=root.partner)
+            notification_stub(info).ListSubscriptions,
+            pb.ListSubscriptionsRequest(parent=root.partner),
         )
         return [NotificationEventTypeSubscription.from_message(s) for s in reply.subscriptions]

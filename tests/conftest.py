@@ -12,6 +12,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,6 +79,19 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'hookkeeper.db'}"
 
 
+@asynccontextmanager
+async def migrated_postgres() -> AsyncIterator[str]:
+    """A fresh, migrated PostgreSQL database, dropped afterwards (skips, or
+    fails under CI, when PostgreSQL is unreachable)."""
+    require_postgres()
+    url, name = await create_postgres_database()
+    try:
+        await asyncio.to_thread(migrate.upgrade, url)
+        yield url
+    finally:
+        await drop_postgres_database(name)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A migrated, empty database of each kind."""
@@ -86,25 +100,15 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await asyncio.to_thread(migrate.upgrade, url)
         yield url
         return
-    require_postgres()
-    url, name = await create_postgres_database()
-    await asyncio.to_thread(migrate.upgrade, url)
-    try:
+    async with migrated_postgres() as url:
         yield url
-    finally:
-        await drop_postgres_database(name)
 
 
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
     """A migrated, empty PostgreSQL database (for PostgreSQL-only behaviour)."""
-    require_postgres()
-    url, name = await create_postgres_database()
-    await asyncio.to_thread(migrate.upgrade, url)
-    try:
+    async with migrated_postgres() as url:
         yield url
-    finally:
-        await drop_postgres_database(name)
 
 
 @pytest.fixture

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TypedDict
 
 from service.app import delivery_hooks
 from service.app.config_cache import read_through
 from service.app.context import AppContext, api_key_aad, secret_aad
+from service.crypto.keyring import Sealed
 from service.domain import callback_config as rules
 from service.domain import paging
 from service.domain.callback_config import CallbackConfig, ConfigFields
@@ -139,15 +142,16 @@ class CallbackConfigs:
             if record is None:
                 raise NotFound(str(name))
             changes = _column_values(self._ctx, record.id, given, names)
-            if changes:
-                changes["update_time"] = now
-                await store.update_config(conn, record.id, changes)
-                if changes.get("callback_url", record.callback_url) != record.callback_url:
-                    await delivery_hooks.callback_url_set(conn, name.partner_id, record.id, now)
-                await announce(conn, record.id)
-            updated = await store.get_config(conn, name.partner_id, name.config_id)
+            if not changes:
+                return to_domain(record)
+            changes["update_time"] = now
+            await store.update_config(conn, record.id, changes)
+            if changes.get("callback_url", record.callback_url) != record.callback_url:
+                await delivery_hooks.callback_url_set(conn, name.partner_id, record.id, now)
+            await announce(conn, record.id)
+        # Derived rather than read back: the row lock kept everything else as read.
+        updated = replace(record, **changes)
         self._ctx.invalidate(record.id)
-        assert updated is not None
         return to_domain(updated)
 
     async def delete(self, name: ConfigName) -> None:
@@ -162,15 +166,26 @@ class CallbackConfigs:
         self._ctx.invalidate(record.id)
 
 
+class _Changes(TypedDict, total=False):
+    """Columns an update sets, named as ConfigRecord's fields."""
+
+    callback_url: str
+    contact_email: str
+    request_timeout_seconds: int
+    api_key: Sealed
+    update_time: datetime
+
+
 def _column_values(
     ctx: AppContext, config_id: str, given: ConfigFields, names: tuple[str, ...]
-) -> dict[str, object]:
-    values: dict[str, object] = {}
-    for field in names:
-        if field == "api_key":
-            values["api_key"] = ctx.keyring.seal(given.api_key.encode(), api_key_aad(config_id))
-        elif field == "request_timeout_seconds":
-            values[field] = given.timeout
-        else:
-            values[field] = getattr(given, field)
+) -> _Changes:
+    values = _Changes()
+    if "callback_url" in names:
+        values["callback_url"] = given.callback_url
+    if "contact_email" in names:
+        values["contact_email"] = given.contact_email
+    if "request_timeout_seconds" in names:
+        values["request_timeout_seconds"] = given.timeout
+    if "api_key" in names:
+        values["api_key"] = ctx.keyring.seal(given.api_key.encode(), api_key_aad(config_id))
     return values

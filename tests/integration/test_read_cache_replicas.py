@@ -7,8 +7,10 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from service.app.callback_configs import CallbackConfigs
 from service.app.config_cache import ConfigCache
@@ -107,9 +109,24 @@ async def test_update_and_delete_reach_the_other_replica(replicas: list[AppConte
 
 async def test_a_cached_read_does_not_touch_the_database(replicas: list[AppContext]) -> None:
     a, _ = replicas
-    name = (await CallbackConfigs(a).create("acme", FIELDS)).config.name
-    await CallbackConfigs(a).get(name)
-    await a.database.close()  # a read now would need a new connection...
-    await a.database.engine.dispose()
-    a.database.engine.pool._pool.maxsize = 0  # type: ignore[attr-defined]
-    assert (await CallbackConfigs(a).get(name)).name == name  # ...but comes from memory
+    assert a.cache is not None
+    configs = CallbackConfigs(a)
+    name = (await configs.create("acme", FIELDS)).config.name
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(a.database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await configs.get(name)  # a miss: one SELECT, then cached
+        assert len(statements) == 1
+        await configs.get(name)
+        await SecretRotation(a).sign(name, b"{}", None)  # a miss for the secrets
+        await SecretRotation(a).sign(name, b"{}", None)
+        assert len(statements) == 2
+        a.cache.reset(enabled=False)  # the feed is down: every read goes to the database
+        await configs.get(name)
+        assert len(statements) == 3
+    finally:
+        event.remove(a.database.engine.sync_engine, "before_cursor_execute", count)

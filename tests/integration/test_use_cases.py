@@ -49,6 +49,7 @@ async def test_create_get_list_update_delete(app_context: AppContext, clock: Fak
     assert (updated.contact_email, updated.request_timeout_seconds) == ("ops@acme.com", 7)
     assert updated.callback_url == FIELDS.callback_url
     assert updated.update_time == clock.now and updated.create_time == config.create_time
+    assert await configs.get(config.name) == updated  # what Update returned is what is stored
 
     await configs.delete(config.name)
     with pytest.raises(NotFound):
