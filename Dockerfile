@@ -9,7 +9,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY scripts/vendor-graphiql.sh scripts/
-RUN mkdir -p gateway && ./scripts/vendor-graphiql.sh
+RUN mkdir -p gateway/hookkeeper/gateway && ./scripts/vendor-graphiql.sh
 
 # 2. The Python package and its dependencies in a virtualenv.
 FROM python:3.11-slim-bookworm AS build
@@ -20,7 +20,7 @@ COPY pyproject.toml README.md ./
 COPY gen gen
 COPY service service
 COPY gateway gateway
-COPY --from=assets /src/gateway/static/graphiql gateway/static/graphiql
+COPY --from=assets /src/gateway/hookkeeper/gateway/static/graphiql gateway/hookkeeper/gateway/static/graphiql
 RUN /opt/hookkeeper/bin/pip install .
 
 # 3. Runtime: the virtualenv only, a non-root user, no compilers.

@@ -23,7 +23,7 @@ $(NODE_STAMP): package.json package-lock.json
 
 ## GraphiQL's assets, copied from node_modules (not committed: ~1.5 MB of
 ## build output pinned by package-lock.json); the gateway serves them itself.
-GRAPHIQL := gateway/static/graphiql/graphiql.min.js
+GRAPHIQL := gateway/hookkeeper/gateway/static/graphiql/graphiql.min.js
 $(GRAPHIQL): $(NODE_STAMP) scripts/vendor-graphiql.sh
 	./scripts/vendor-graphiql.sh
 	touch $@

@@ -35,13 +35,13 @@ from typing import Any, cast
 import aiohttp
 import asyncpg
 import grpc
+
+from bench.grpc_api import _create_database
+from bench.run import Section
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import notification_pb2 as nt
 from hookkeeper.notifications.v1 import notification_pb2_grpc as nt_grpc
-
-from bench.grpc_api import _create_database
-from bench.run import Section
 from tests.support.postgres import drop_database as _drop_database
 from tests.support.processes import (
     ROOT,

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import grpc
+
+from bench.grpc_api import _create_database
+from bench.run import Section
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import secret_rotation_pb2 as sr
 from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as sr_grpc
-
-from bench.grpc_api import _create_database
-from bench.run import Section
-from service.crypto.keyring import generate_key_entry
+from hookkeeper.service.crypto.keyring import generate_key_entry
 from tests.support.gateway_stack import wait_for_http
 from tests.support.postgres import drop_database as _drop_database
 from tests.support.processes import (

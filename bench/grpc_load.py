@@ -21,12 +21,12 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.echo_server import METHOD as ECHO_METHOD
 from hookkeeper.notifications.v1 import callback_config_pb2 as configs_pb
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as configs_grpc
 from hookkeeper.notifications.v1 import secret_rotation_pb2 as secrets_pb
 from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as secrets_grpc
-
-from bench.echo_server import METHOD as ECHO_METHOD
 
 # A realistic notification body, about 1 KiB.
 PAYLOAD = json.dumps(

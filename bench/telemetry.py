@@ -25,19 +25,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
-from hookkeeper.notifications.v1 import callback_config_pb2 as cc
-from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bench.run import Section
-from service import telemetry
-from service.app.context import AppContext, Policy
-from service.crypto.keyring import Keyring, generate_key_entry
-from service.server import start_server
-from service.store import migrate
-from service.store.database import Database
+from hookkeeper.notifications.v1 import callback_config_pb2 as cc
+from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
+from hookkeeper.service import telemetry
+from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
+from hookkeeper.service.server import start_server
+from hookkeeper.service.store import migrate
+from hookkeeper.service.store.database import Database
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 CONCURRENCY = 16

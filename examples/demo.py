@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import grpc
+
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import notification_pb2 as nt
 from hookkeeper.notifications.v1 import notification_pb2_grpc as nt_grpc
-
-from service.crypto.keyring import generate_key_entry
+from hookkeeper.service.crypto.keyring import generate_key_entry
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKKEEPER = str(Path(sys.executable).parent / "hookkeeper")

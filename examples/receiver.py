@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from service.receiver import SignatureError, verify_notification
+from hookkeeper.service.receiver import SignatureError, verify_notification
 
 _seen: set[str] = set()
 

@@ -15,6 +15,8 @@ PATH="$venv:$PATH" "$venv/python" -m grpc_tools.protoc -I protos \
 # The same files with their comments, for server reflection (grpcurl describe
 # shows them); the compiled-in descriptors of *_pb2 carry no source info.
 "$venv/python" -m grpc_tools.protoc -I protos --include_source_info \
-  --descriptor_set_out="$out/hookkeeper/descriptors.binpb" $protos
-# protoc writes no __init__.py; regular packages keep mypy and hatch simple.
-find "$out/hookkeeper" -type d -exec sh -c 'for d; do : > "$d/__init__.py"; done' sh {} +
+  --descriptor_set_out="$out/hookkeeper/notifications/descriptors.binpb" $protos
+# protoc writes no __init__.py. `hookkeeper` itself stays a namespace package
+# (service/, gateway/ and gen/ each hold a portion of it); below it, regular
+# packages keep mypy and hatch simple.
+find "$out/hookkeeper" -mindepth 1 -type d -exec sh -c 'for d; do : > "$d/__init__.py"; done' sh {} +

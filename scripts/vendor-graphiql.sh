@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Copies the GraphiQL page's assets from node_modules (versions pinned in
-# package-lock.json) into gateway/static/graphiql/, which the gateway serves
+# package-lock.json) into gateway/hookkeeper/gateway/static/graphiql/, which the gateway serves
 # itself: partners' browsers may not reach a CDN. Run by `make install`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=gateway/static/graphiql
+out=gateway/hookkeeper/gateway/static/graphiql
 mkdir -p "$out"
 cp node_modules/graphiql/graphiql.min.js node_modules/graphiql/graphiql.min.css "$out/"
 cp node_modules/react/umd/react.production.min.js "$out/"

@@ -19,10 +19,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from service.app.context import AppContext, Policy
-from service.crypto.keyring import Keyring, generate_key_entry
-from service.store import migrate
-from service.store.database import Database
+from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
+from hookkeeper.service.store import migrate
+from hookkeeper.service.store.database import Database
 from tests.support.postgres import POSTGRES_ADMIN_URL
 from tests.support.postgres import create_database as create_postgres_database
 from tests.support.postgres import drop_database as drop_postgres_database

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import notification_pb2 as nt
 from hookkeeper.notifications.v1 import notification_pb2_grpc as nt_grpc
 from hookkeeper.notifications.v1 import secret_rotation_pb2 as sr
 from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as sr_grpc
-
-from service.crypto.keyring import generate_key_entry
-from service.store import migrate
+from hookkeeper.service.crypto.keyring import generate_key_entry
+from hookkeeper.service.store import migrate
 from tests.support.processes import Process, base_env, free_port, start, wait_for_grpc_health
 
 TOKEN = "delivery-token-" + "d" * 24

@@ -13,9 +13,9 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
+
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import notification_pb2 as nt
-
 from tests.e2e.delivery_harness import METADATA, Client, Stack, eventually, new_stack, partner
 from tests.support.receiver import Received, Receiver
 

@@ -11,9 +11,9 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
-
 from tests.support.gateway_stack import SERVICE_TOKEN, Stack, start_stack
 from tests.support.receiver import Received, Receiver
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.domain.partner_tokens import token_hash
+from hookkeeper.service.domain.partner_tokens import token_hash
 from tests.support.gateway_stack import Stack, start_stack
 from tests.support.processes import HOOKKEEPER, run_cli
 from tests.support.seeds import example, seed_texts

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.crypto.keyring import generate_key_entry
+from hookkeeper.service.crypto.keyring import generate_key_entry
 from tests.support.processes import base_env, free_port, start
 
 pytestmark = pytest.mark.e2e

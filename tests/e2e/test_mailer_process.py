@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from service.app.callback_configs import CallbackConfigs
-from service.app.clock_offset import CONFIRMATION
-from service.app.context import AppContext, Policy
-from service.crypto.keyring import Keyring, generate_key_entry
-from service.domain.callback_config import ConfigFields
-from service.store.database import Database
+from hookkeeper.service.app.callback_configs import CallbackConfigs
+from hookkeeper.service.app.clock_offset import CONFIRMATION
+from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
+from hookkeeper.service.domain.callback_config import ConfigFields
+from hookkeeper.service.store.database import Database
 from tests.conftest import sqlite_url
 from tests.support.processes import (
     base_env,

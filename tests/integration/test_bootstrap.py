@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from service import bootstrap
-from service.crypto.keyring import Keyring
-from service.settings import Settings
+from hookkeeper.service import bootstrap
+from hookkeeper.service.crypto.keyring import Keyring
+from hookkeeper.service.settings import Settings
 
 
 def test_without_master_keys_a_development_key_is_generated_once(
@@ -22,7 +22,7 @@ def test_without_master_keys_a_development_key_is_generated_once(
 ) -> None:
     monkeypatch.delenv("HOOKKEEPER_MASTER_KEYS", raising=False)
     settings = Settings(var_dir=tmp_path / "var")
-    with caplog.at_level(logging.WARNING, logger="service.bootstrap"):
+    with caplog.at_level(logging.WARNING, logger="hookkeeper.service.bootstrap"):
         first = bootstrap.load_keyring(settings)
         second = bootstrap.load_keyring(settings)
     key_file = tmp_path / "var" / "dev-master-key"

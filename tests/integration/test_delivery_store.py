@@ -11,16 +11,16 @@ from datetime import timedelta
 
 import pytest
 
-from service.app.callback_configs import CallbackConfigs
-from service.app.context import AppContext, Policy
-from service.app.delivering import Deliverer
-from service.app.notifications import Notifications
-from service.crypto.keyring import Keyring, generate_key_entry
-from service.delivery.http import Answer, Sender
-from service.domain.callback_config import ConfigFields
-from service.domain.errors import AlreadyExists, InvalidArgument, NotFound
-from service.store import deliveries as store
-from service.store import gauges
+from hookkeeper.service.app.callback_configs import CallbackConfigs
+from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.app.delivering import Deliverer
+from hookkeeper.service.app.notifications import Notifications
+from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
+from hookkeeper.service.delivery.http import Answer, Sender
+from hookkeeper.service.domain.callback_config import ConfigFields
+from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from hookkeeper.service.store import deliveries as store
+from hookkeeper.service.store import gauges
 from tests.conftest import FakeClock
 
 
@@ -169,7 +169,7 @@ async def test_deleting_a_configuration_cancels_its_pending_deliveries(ctx: AppC
     config = await _config(ctx, "p4")
     await notifications.subscribe("p4", "PropertyStatusChanged", config)
     await notifications.publish("p4", "PropertyStatusChanged", "x", "{}")
-    from service.domain.names import parse_config
+    from hookkeeper.service.domain.names import parse_config
 
     await CallbackConfigs(ctx).delete(parse_config(config))
     async with ctx.database.read() as conn:
@@ -180,7 +180,7 @@ async def test_deleting_a_configuration_cancels_its_pending_deliveries(ctx: AppC
 
 
 async def test_changing_the_callback_url_queues_one_connectivity_check(ctx: AppContext) -> None:
-    from service.domain.names import parse_config
+    from hookkeeper.service.domain.names import parse_config
 
     name = parse_config(await _config(ctx, "p5"))
     configs = CallbackConfigs(ctx)

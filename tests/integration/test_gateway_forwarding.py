@@ -15,14 +15,14 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+
+from hookkeeper.gateway import auth, rpc
+from hookkeeper.gateway.app import GatewayConfig, create_app
+from hookkeeper.gateway.schema import build_schema
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import partner_pb2 as pb
 from hookkeeper.notifications.v1 import partner_pb2_grpc as pb_grpc
-
-from gateway import auth, rpc
-from gateway.app import GatewayConfig, create_app
-from gateway.schema import build_schema
 
 SERVICE_TOKEN = "gateway-service-token-0123456789"
 PARTNER_TOKEN = "hkp_partner-token-for-forwarding-tests-0000000"

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import auth, rpc
-from gateway.app import GatewayConfig, create_app
-from gateway.schema import build_schema
+from hookkeeper.gateway import auth, rpc
+from hookkeeper.gateway.app import GatewayConfig, create_app
+from hookkeeper.gateway.schema import build_schema
 from tests.support.seeds import COPIES, SEEDS, SeedType, seed_texts, types
 
 INTROSPECTION = """

@@ -10,13 +10,13 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import secret_rotation_pb2 as sr
 from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as sr_grpc
-
-from service.app.context import AppContext
-from service.server import start_server
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.server import start_server
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

@@ -10,17 +10,17 @@ from datetime import timedelta
 
 import pytest
 
-from service.app.callback_configs import CallbackConfigs
-from service.app.context import AppContext, Policy
-from service.app.secret_rotation import SecretRotation
-from service.crypto.keyring import Keyring
-from service.domain.callback_config import ConfigFields
-from service.domain.expiry_warnings import Backoff
-from service.domain.names import ConfigName
-from service.mail.smtp import SmtpTransport, SmtpUrl
-from service.mail.worker import ExpiryMailer
-from service.store import migrate
-from service.store.database import Database
+from hookkeeper.service.app.callback_configs import CallbackConfigs
+from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.crypto.keyring import Keyring
+from hookkeeper.service.domain.callback_config import ConfigFields
+from hookkeeper.service.domain.expiry_warnings import Backoff
+from hookkeeper.service.domain.names import ConfigName
+from hookkeeper.service.mail.smtp import SmtpTransport, SmtpUrl
+from hookkeeper.service.mail.worker import ExpiryMailer
+from hookkeeper.service.store import migrate
+from hookkeeper.service.store.database import Database
 from tests.conftest import (
     FakeClock,
     create_postgres_database,

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from hookkeeper.notifications.v1 import partner_pb2 as pb
-from hookkeeper.notifications.v1 import partner_pb2_grpc as pb_grpc
 from sqlalchemy import select
 
-from service.app.context import AppContext
-from service.app.partners import Partners
-from service.domain.errors import InvalidArgument, NotFound
-from service.domain.partner_tokens import token_hash
-from service.server import start_server
-from service.store.partner_tables import partner_tokens
-from service.store.tables import partners as partner_rows
+from hookkeeper.notifications.v1 import partner_pb2 as pb
+from hookkeeper.notifications.v1 import partner_pb2_grpc as pb_grpc
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.app.partners import Partners
+from hookkeeper.service.domain.errors import InvalidArgument, NotFound
+from hookkeeper.service.domain.partner_tokens import token_hash
+from hookkeeper.service.server import start_server
+from hookkeeper.service.store.partner_tables import partner_tokens
+from hookkeeper.service.store.tables import partners as partner_rows
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

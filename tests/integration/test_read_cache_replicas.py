@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from service.app.callback_configs import CallbackConfigs
-from service.app.config_cache import ConfigCache
-from service.app.context import AppContext, Policy
-from service.app.secret_rotation import SecretRotation
-from service.crypto.keyring import Keyring
-from service.domain import signing
-from service.domain.callback_config import ConfigFields
-from service.domain.errors import NotFound
-from service.store.change_feed import ChangeListener
-from service.store.database import Database
+from hookkeeper.service.app.callback_configs import CallbackConfigs
+from hookkeeper.service.app.config_cache import ConfigCache
+from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.crypto.keyring import Keyring
+from hookkeeper.service.domain import signing
+from hookkeeper.service.domain.callback_config import ConfigFields
+from hookkeeper.service.domain.errors import NotFound
+from hookkeeper.service.store.change_feed import ChangeListener
+from hookkeeper.service.store.database import Database
 from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.postgres

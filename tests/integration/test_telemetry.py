@@ -15,30 +15,30 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from hookkeeper.notifications.v1 import callback_config_pb2 as cc
-from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
-from hookkeeper.notifications.v1 import secret_rotation_pb2 as sr
-from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as sr_grpc
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from gateway import auth as gateway_auth
-from gateway import rpc
-from gateway.app import GatewayConfig, create_app
-from gateway.schema import build_schema
-from service import telemetry
-from service.app.callback_configs import CallbackConfigs
-from service.app.context import AppContext, Policy
-from service.app.partners import Partners
-from service.delivery import runtime as delivery_runtime
-from service.domain.callback_config import ConfigFields
-from service.gauge_sampler import GaugeSampler
-from service.mail.smtp import SmtpTransport, SmtpUrl
-from service.mail.worker import ExpiryMailer
-from service.server import start_server
-from service.settings import Settings
+from hookkeeper.gateway import auth as gateway_auth
+from hookkeeper.gateway import rpc
+from hookkeeper.gateway.app import GatewayConfig, create_app
+from hookkeeper.gateway.schema import build_schema
+from hookkeeper.notifications.v1 import callback_config_pb2 as cc
+from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
+from hookkeeper.notifications.v1 import secret_rotation_pb2 as sr
+from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as sr_grpc
+from hookkeeper.service import telemetry
+from hookkeeper.service.app.callback_configs import CallbackConfigs
+from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.app.partners import Partners
+from hookkeeper.service.delivery import runtime as delivery_runtime
+from hookkeeper.service.domain.callback_config import ConfigFields
+from hookkeeper.service.gauge_sampler import GaugeSampler
+from hookkeeper.service.mail.smtp import SmtpTransport, SmtpUrl
+from hookkeeper.service.mail.worker import ExpiryMailer
+from hookkeeper.service.server import start_server
+from hookkeeper.service.settings import Settings
 from tests.conftest import FakeClock
 from tests.support.receiver import Receiver
 from tests.support.smtp import smtp_server

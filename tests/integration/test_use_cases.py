@@ -8,16 +8,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from service.app.callback_configs import CallbackConfigs
-from service.app.context import AppContext
-from service.app.key_rotation import rotate_keys
-from service.app.secret_rotation import SecretRotation
-from service.crypto.keyring import Keyring, generate_key_entry
-from service.domain import signing
-from service.domain.callback_config import ConfigFields
-from service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from service.domain.names import ConfigName
-from service.store.tables import callback_secrets
+from hookkeeper.service.app.callback_configs import CallbackConfigs
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.app.key_rotation import rotate_keys
+from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
+from hookkeeper.service.domain import signing
+from hookkeeper.service.domain.callback_config import ConfigFields
+from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from hookkeeper.service.domain.names import ConfigName
+from hookkeeper.service.store.tables import callback_secrets
 from tests.conftest import FakeClock
 
 FIELDS = ConfigFields("https://testcallbackurl.com", "newapikey", "partner@email.com", 50)

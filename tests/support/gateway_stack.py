@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
-from service.app.context import AppContext, Policy
-from service.app.partners import Partners
-from service.crypto.keyring import Keyring, generate_key_entry
-from service.store.database import Database
+from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.app.partners import Partners
+from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
+from hookkeeper.service.store.database import Database
 from tests.support.processes import (
     Process,
     base_env,

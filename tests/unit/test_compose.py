@@ -11,8 +11,8 @@ import click
 import pytest
 import yaml
 
-from service.cli import main
-from service.settings import Settings
+from hookkeeper.service.cli import main
+from hookkeeper.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -114,7 +114,7 @@ def test_python_health_probes_compile() -> None:
         test = SERVICES[name]["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "-c"]
         compile(test[3], f"{name}-healthcheck", "exec")
-    assert "/healthz" in (ROOT / "gateway" / "app.py").read_text()
+    assert "/healthz" in (ROOT / "gateway" / "hookkeeper" / "gateway" / "app.py").read_text()
 
 
 def test_mounted_files_exist_and_the_collector_pipelines_are_wired() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.app.config_cache import ConfigCache, read_through
+from hookkeeper.service.app.config_cache import ConfigCache, read_through
 
 
 class Ticks:

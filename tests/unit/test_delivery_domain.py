@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from service.delivery.http import ForbiddenAddress, GuardedResolver, refusal
-from service.domain import envelope, event_types, retry
-from service.domain.addresses import forbidden_reason
-from service.domain.delivery_names import parse_delivery, parse_subscription
-from service.domain.errors import InvalidArgument
-from service.receiver import SignatureError, verify_notification
+from hookkeeper.service.delivery.http import ForbiddenAddress, GuardedResolver, refusal
+from hookkeeper.service.domain import envelope, event_types, retry
+from hookkeeper.service.domain.addresses import forbidden_reason
+from hookkeeper.service.domain.delivery_names import parse_delivery, parse_subscription
+from hookkeeper.service.domain.errors import InvalidArgument
+from hookkeeper.service.receiver import SignatureError, verify_notification
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -179,7 +179,7 @@ async def test_guarded_resolver_keeps_only_public_addresses() -> None:
 
 
 def test_attempt_errors_never_show_url_credentials() -> None:
-    from service.delivery.http import scrub_url
+    from hookkeeper.service.delivery.http import scrub_url
 
     url = "https://user:pa55word@hooks.example.com:8443/in?token=s3cr3t#frag"
     text = scrub_url(f"ClientOSError: cannot reach {url} (reset)", url)

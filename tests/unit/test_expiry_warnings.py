@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.app.clock_offset import CONFIRMATION, ClockOffsetError, clock_from_settings
-from service.app.context import system_clock
-from service.domain.expiry_warnings import Backoff, due_threshold
-from service.domain.names import ConfigName
-from service.mail.message import WarningFacts, compose, html_text, plain_text
-from service.mail.smtp import SmtpUrl, SmtpUrlError
-from service.settings import Settings
+from hookkeeper.service.app.clock_offset import CONFIRMATION, ClockOffsetError, clock_from_settings
+from hookkeeper.service.app.context import system_clock
+from hookkeeper.service.domain.expiry_warnings import Backoff, due_threshold
+from hookkeeper.service.domain.names import ConfigName
+from hookkeeper.service.mail.message import WarningFacts, compose, html_text, plain_text
+from hookkeeper.service.mail.smtp import SmtpUrl, SmtpUrlError
+from hookkeeper.service.settings import Settings
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 EXPIRES = CREATED + timedelta(days=365)

@@ -11,18 +11,18 @@ import pytest
 import strawberry
 from graphql import GraphQLError
 
-from gateway.auth import PartnerCache, bearer_token
-from gateway.errors import classify
-from gateway.scalars import (
+from hookkeeper.gateway.auth import PartnerCache, bearer_token
+from hookkeeper.gateway.errors import classify
+from hookkeeper.gateway.scalars import (
     EmailAddress,
     LocalDateTime,
     Url,
     format_local_date_time,
     parse_local_date_time,
 )
-from gateway.schema import build_schema
-from service.domain import partner_tokens
-from service.domain.errors import InvalidArgument
+from hookkeeper.gateway.schema import build_schema
+from hookkeeper.service.domain import partner_tokens
+from hookkeeper.service.domain.errors import InvalidArgument
 
 
 def test_local_date_time_is_utc_without_offset_or_fraction() -> None:
@@ -166,7 +166,7 @@ def test_display_names_and_partner_ids_are_checked() -> None:
 
 
 def test_inputs_and_payloads_redact_api_keys_and_secrets_in_reprs() -> None:
-    from gateway import callback_configs as gql
+    from hookkeeper.gateway import callback_configs as gql
 
     created = gql.CreateNotificationCallbackConfigInput(
         callback_url=Url("https://hooks.example.com"),
@@ -189,8 +189,8 @@ def test_inputs_and_payloads_redact_api_keys_and_secrets_in_reprs() -> None:
 
 
 def test_the_gateway_service_token_stays_out_of_reprs() -> None:
-    from gateway.app import GatewayConfig
-    from gateway.rpc import call_options
+    from hookkeeper.gateway.app import GatewayConfig
+    from hookkeeper.gateway.rpc import call_options
 
     token = "service-token-that-must-never-be-shown"
     options = call_options(token, {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}, 5)
@@ -201,7 +201,7 @@ def test_the_gateway_service_token_stays_out_of_reprs() -> None:
 
 
 def test_update_input_maps_every_given_field_onto_the_mask() -> None:
-    from gateway import callback_configs as gql
+    from hookkeeper.gateway import callback_configs as gql
 
     every = gql.UpdateNotificationCallbackConfigInput(
         callback_config_id=strawberry.ID("c-1"),

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.crypto.keyring import Keyring, KeyringError, generate_key_entry
-from service.domain import paging
-from service.domain.errors import InvalidArgument
-from service.domain.names import parse_config, parse_partner
+from hookkeeper.service.crypto.keyring import Keyring, KeyringError, generate_key_entry
+from hookkeeper.service.domain import paging
+from hookkeeper.service.domain.errors import InvalidArgument
+from hookkeeper.service.domain.names import parse_config, parse_partner
 
 
 def test_seal_and_open_round_trip_under_rotation() -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from google.protobuf import descriptor_pb2
-from hookkeeper.notifications.v1 import callback_config_pb2, secret_rotation_pb2
 
-from service.api.reflection import load_commented_files
+from hookkeeper.notifications.v1 import callback_config_pb2, secret_rotation_pb2
+from hookkeeper.service.api.reflection import load_commented_files
 
 
 def _without_extras(raw: bytes) -> descriptor_pb2.FileDescriptorProto:

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.domain import secrets as lifecycle
-from service.domain.errors import FailedPrecondition
-from service.domain.secrets import SecretPeriod, plan_refresh
+from hookkeeper.service.domain import secrets as lifecycle
+from hookkeeper.service.domain.errors import FailedPrecondition
+from hookkeeper.service.domain.secrets import SecretPeriod, plan_refresh
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 YEAR = timedelta(days=365)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
 
-from service.domain import signing
+from hookkeeper.service.domain import signing
 
 BODY = b'{"eventType":"GuestReviewSubmitted","payload":{"id":1}}'
 

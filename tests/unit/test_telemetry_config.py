@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from service import telemetry
+from hookkeeper.service import telemetry
 
 
 @pytest.mark.parametrize(

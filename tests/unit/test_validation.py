@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain import validation as v
-from service.domain.callback_config import ConfigFields, fields_to_update, validate_new
-from service.domain.errors import InvalidArgument
+from hookkeeper.service.domain import validation as v
+from hookkeeper.service.domain.callback_config import ConfigFields, fields_to_update, validate_new
+from hookkeeper.service.domain.errors import InvalidArgument
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,48 @@
+"""Conversions between protobuf messages and domain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import timestamp_pb2
+
+from hookkeeper.notifications.v1 import callback_config_pb2 as pb
+from hookkeeper.service.domain.callback_config import CallbackConfig, ConfigFields
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    """A protobuf Timestamp of an aware datetime."""
+    message = timestamp_pb2.Timestamp()
+    message.FromDatetime(moment.astimezone(UTC))
+    return message
+
+
+def from_timestamp(message: timestamp_pb2.Timestamp) -> datetime:
+    """An aware UTC datetime of a protobuf Timestamp."""
+    return message.ToDatetime(tzinfo=UTC)
+
+
+def config_message(config: CallbackConfig) -> pb.CallbackConfig:
+    """The protobuf view of a configuration (never the API key)."""
+    return pb.CallbackConfig(
+        name=str(config.name),
+        callback_url=config.callback_url,
+        contact_email=config.contact_email,
+        request_timeout_seconds=config.request_timeout_seconds,
+        secret_expire_time=timestamp(config.secret_expire_time),
+        create_time=timestamp(config.create_time),
+        update_time=timestamp(config.update_time),
+    )
+
+
+def config_fields(message: pb.CallbackConfig) -> ConfigFields:
+    """The settable fields of a configuration message."""
+    timeout = (
+        message.request_timeout_seconds if message.HasField("request_timeout_seconds") else None
+    )
+    return ConfigFields(
+        callback_url=message.callback_url,
+        api_key=message.api_key,
+        contact_email=message.contact_email,
+        request_timeout_seconds=timeout,
+    )

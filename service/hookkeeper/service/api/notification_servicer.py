@@ -1,0 +1,242 @@
+"""gRPC transport of NotificationService."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from hookkeeper.notifications.v1 import notification_pb2 as pb
+from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
+from hookkeeper.service.api.convert import timestamp
+from hookkeeper.service.api.errors import maps_errors
+from hookkeeper.service.app.notifications import Notifications
+from hookkeeper.service.domain import event_types
+from hookkeeper.service.domain.delivery_names import (
+    SubscriptionName,
+    attempt_name,
+    delivery_name,
+    parse_delivery,
+    parse_subscription,
+)
+from hookkeeper.service.domain.errors import invalid
+from hookkeeper.service.domain.names import ConfigName, parse_config, parse_partner
+from hookkeeper.service.store import deliveries as store
+from hookkeeper.service.store.deliveries import (
+    AttemptRecord,
+    DeliveryRecord,
+    EventRecord,
+    SubscriptionRecord,
+)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_KINDS = {
+    store.EVENT: pb.DELIVERY_KIND_EVENT,
+    store.TEST: pb.DELIVERY_KIND_TEST,
+    store.CONNECTIVITY_CHECK: pb.DELIVERY_KIND_CONNECTIVITY_CHECK,
+}
+_STATES = {
+    store.PENDING: pb.Delivery.STATE_PENDING,
+    store.DELIVERED: pb.Delivery.STATE_DELIVERED,
+    store.FAILED: pb.Delivery.STATE_FAILED,
+    store.CANCELLED: pb.Delivery.STATE_CANCELLED,
+}
+
+
+def _duration(delta: timedelta) -> duration_pb2.Duration:
+    message = duration_pb2.Duration()
+    message.FromTimedelta(delta)
+    return message
+
+
+def event_type_message(kind: event_types.EventType) -> pb.EventType:
+    """The protobuf view of an event type."""
+    return pb.EventType(
+        name=f"eventTypes/{kind.name}",
+        event_type=kind.name,
+        description=kind.description,
+        retry_policy=pb.RetryPolicy(
+            interval=_duration(kind.retry_policy.interval),
+            max_retries=kind.retry_policy.max_retries,
+        ),
+        mandatory=kind.mandatory,
+    )
+
+
+def subscription_message(record: SubscriptionRecord) -> pb.Subscription:
+    """The protobuf view of a subscription."""
+    return pb.Subscription(
+        name=str(SubscriptionName(record.partner_id, record.event_type)),
+        event_type=record.event_type,
+        callback_config=str(ConfigName(record.partner_id, record.callback_config_id)),
+        create_time=timestamp(record.create_time),
+        update_time=timestamp(record.update_time),
+    )
+
+
+def event_message(record: EventRecord) -> pb.Event:
+    """The protobuf view of an event."""
+    return pb.Event(
+        name=f"partners/{record.partner_id}/events/{record.id}",
+        event_type=record.event_type,
+        event_id=record.event_id,
+        payload_json=record.payload,
+        create_time=timestamp(record.create_time),
+    )
+
+
+def delivery_message(record: DeliveryRecord) -> pb.Delivery:
+    """The protobuf view of a delivery."""
+    message = pb.Delivery(
+        name=delivery_name(record.partner_id, record.id),
+        kind=_KINDS.get(record.kind, pb.DELIVERY_KIND_UNSPECIFIED),
+        event_id=record.event_id,
+        event_type=record.event_type,
+        callback_config=str(ConfigName(record.partner_id, record.callback_config_id)),
+        transaction_id=record.transaction_id,
+        state=_STATES.get(record.state, pb.Delivery.STATE_UNSPECIFIED),
+        attempt_count=record.attempt_count,
+        last_error=record.last_error or "",
+        create_time=timestamp(record.create_time),
+        update_time=timestamp(record.update_time),
+    )
+    if record.state == store.PENDING and record.next_attempt_time is not None:
+        message.next_attempt_time.CopyFrom(timestamp(record.next_attempt_time))
+    return message
+
+
+def attempt_message(record: AttemptRecord) -> pb.DeliveryAttempt:
+    """The protobuf view of an attempt."""
+    return pb.DeliveryAttempt(
+        name=attempt_name(record.partner_id, record.delivery_id, record.attempt_number),
+        delivery=delivery_name(record.partner_id, record.delivery_id),
+        kind=_KINDS.get(record.kind, pb.DELIVERY_KIND_UNSPECIFIED),
+        event_id=record.event_id,
+        event_type=record.event_type,
+        callback_config=str(ConfigName(record.partner_id, record.callback_config_id)),
+        transaction_id=record.transaction_id,
+        attempt_number=record.attempt_number,
+        start_time=timestamp(record.start_time),
+        latency=_duration(timedelta(milliseconds=record.latency_ms)),
+        http_status=record.http_status,
+        succeeded=record.succeeded,
+        error=record.error,
+    )
+
+
+class NotificationServicer(pb_grpc.NotificationServiceServicer):
+    """Serves NotificationService over the Notifications use cases."""
+
+    def __init__(self, notifications: Notifications) -> None:
+        self._notifications = notifications
+
+    @maps_errors
+    async def ListEventTypes(
+        self, request: pb.ListEventTypesRequest, context: Context
+    ) -> pb.ListEventTypesResponse:
+        """Returns the whole catalogue."""
+        return pb.ListEventTypesResponse(
+            event_types=[event_type_message(t) for t in self._notifications.event_types()]
+        )
+
+    @maps_errors
+    async def CreateSubscription(
+        self, request: pb.CreateSubscriptionRequest, context: Context
+    ) -> pb.CreateSubscriptionResponse:
+        """Subscribes an event type to a configuration."""
+        partner_id = parse_partner(request.parent)
+        if not request.HasField("subscription"):
+            raise invalid("subscription", "is required")
+        record = await self._notifications.subscribe(
+            partner_id, request.subscription.event_type, request.subscription.callback_config
+        )
+        return pb.CreateSubscriptionResponse(subscription=subscription_message(record))
+
+    @maps_errors
+    async def ListSubscriptions(
+        self, request: pb.ListSubscriptionsRequest, context: Context
+    ) -> pb.ListSubscriptionsResponse:
+        """Returns every subscription of the partner."""
+        partner_id = parse_partner(request.parent)
+        records = await self._notifications.subscriptions(partner_id)
+        return pb.ListSubscriptionsResponse(
+            subscriptions=[subscription_message(r) for r in records]
+        )
+
+    @maps_errors
+    async def UpdateSubscription(
+        self, request: pb.UpdateSubscriptionRequest, context: Context
+    ) -> pb.UpdateSubscriptionResponse:
+        """Moves a subscription to another configuration."""
+        name = parse_subscription(request.subscription.name, field="subscription.name")
+        record = await self._notifications.move(
+            name, request.subscription.callback_config, list(request.update_mask.paths)
+        )
+        return pb.UpdateSubscriptionResponse(subscription=subscription_message(record))
+
+    @maps_errors
+    async def DeleteSubscription(
+        self, request: pb.DeleteSubscriptionRequest, context: Context
+    ) -> pb.DeleteSubscriptionResponse:
+        """Unsubscribes an event type."""
+        name = parse_subscription(request.name)
+        await self._notifications.unsubscribe(name)
+        return pb.DeleteSubscriptionResponse(name=str(name))
+
+    @maps_errors
+    async def PublishEvent(
+        self, request: pb.PublishEventRequest, context: Context
+    ) -> pb.PublishEventResponse:
+        """Stores an event durably and queues its delivery."""
+        partner_id = parse_partner(request.parent)
+        published = await self._notifications.publish(
+            partner_id, request.event_type, request.event_id, request.payload_json
+        )
+        return pb.PublishEventResponse(
+            event=event_message(published.event),
+            deliveries=[delivery_message(d) for d in published.deliveries],
+            duplicate=published.duplicate,
+        )
+
+    @maps_errors
+    async def SendTestNotification(
+        self, request: pb.SendTestNotificationRequest, context: Context
+    ) -> pb.SendTestNotificationResponse:
+        """Sends one test notification and reports the outcome."""
+        name = parse_config(request.name)
+        outcome = await self._notifications.send_test(
+            name, request.event_type, request.payload_json
+        )
+        attempt = outcome.attempt
+        return pb.SendTestNotificationResponse(
+            delivered=attempt.succeeded,
+            http_status=attempt.http_status,
+            latency=_duration(timedelta(milliseconds=attempt.latency_ms)),
+            error=attempt.error,
+            attempt=attempt_message(attempt),
+        )
+
+    @maps_errors
+    async def ListDeliveryAttempts(
+        self, request: pb.ListDeliveryAttemptsRequest, context: Context
+    ) -> pb.ListDeliveryAttemptsResponse:
+        """Returns a page of attempts, newest first."""
+        parent = parse_delivery(request.parent, field="parent", allow_wildcard=True)
+        records, token = await self._notifications.attempts(
+            parent, request.event_id, request.page_size, request.page_token
+        )
+        return pb.ListDeliveryAttemptsResponse(
+            delivery_attempts=[attempt_message(r) for r in records], next_page_token=token
+        )
+
+    @maps_errors
+    async def RedeliverNotification(
+        self, request: pb.RedeliverNotificationRequest, context: Context
+    ) -> pb.RedeliverNotificationResponse:
+        """Queues a finished delivery again."""
+        name = parse_delivery(request.name)
+        record = await self._notifications.redeliver(name)
+        return pb.RedeliverNotificationResponse(delivery=delivery_message(record))

@@ -1,0 +1,34 @@
+"""gRPC transport of PartnerService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from hookkeeper.notifications.v1 import partner_pb2 as pb
+from hookkeeper.notifications.v1 import partner_pb2_grpc as pb_grpc
+from hookkeeper.service.api.errors import maps_errors
+from hookkeeper.service.app.partners import Partners
+from hookkeeper.service.domain.errors import invalid
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class PartnerServicer(pb_grpc.PartnerServiceServicer):
+    """Serves PartnerService over the Partners use cases."""
+
+    def __init__(self, partners: Partners) -> None:
+        self._partners = partners
+
+    @maps_errors
+    async def AuthenticatePartner(
+        self, request: pb.AuthenticatePartnerRequest, context: Context
+    ) -> pb.AuthenticatePartnerResponse:
+        """Resolves a partner token to its partner (NOT_FOUND when none holds it)."""
+        if not request.token:
+            raise invalid("token", "is required")
+        partner = await self._partners.authenticate(request.token)
+        return pb.AuthenticatePartnerResponse(
+            partner=pb.Partner(name=partner.name, display_name=partner.display_name)
+        )

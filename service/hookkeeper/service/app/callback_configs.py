@@ -1,0 +1,191 @@
+"""Use cases of callback configurations: create, get, list, update, delete."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TypedDict
+
+from hookkeeper.service.app import delivery_hooks
+from hookkeeper.service.app.config_cache import read_through
+from hookkeeper.service.app.context import AppContext, api_key_aad, secret_aad
+from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.domain import callback_config as rules
+from hookkeeper.service.domain import paging
+from hookkeeper.service.domain.callback_config import CallbackConfig, ConfigFields
+from hookkeeper.service.domain.errors import NotFound
+from hookkeeper.service.domain.names import ConfigName, new_config_id
+from hookkeeper.service.domain.secrets import generate_secret
+from hookkeeper.service.store import callback_configs as store
+from hookkeeper.service.store.change_feed import announce
+from hookkeeper.service.store.records import ConfigRecord, SecretRecord
+
+_MAX_KNOWN_PARTNERS = 100_000
+
+
+@dataclass(frozen=True)
+class Created:
+    """A new configuration and its first secret (shown once)."""
+
+    config: CallbackConfig
+    secret: str
+
+    def __repr__(self) -> str:
+        return f"Created(config={self.config!r}, secret=<redacted>)"
+
+
+def to_domain(record: ConfigRecord) -> CallbackConfig:
+    """The caller's view of a stored configuration."""
+    return CallbackConfig(
+        name=ConfigName(record.partner_id, record.id),
+        callback_url=record.callback_url,
+        contact_email=record.contact_email,
+        request_timeout_seconds=record.request_timeout_seconds,
+        secret_expire_time=record.secret_expire_time,
+        create_time=record.create_time,
+        update_time=record.update_time,
+    )
+
+
+class CallbackConfigs:
+    """Creates and manages callback configurations."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        # Partners whose profile row this process has seen committed. Profiles
+        # are never deleted, so a known partner needs no upsert on create.
+        self._known_partners: set[str] = set()
+
+    async def create(self, partner_id: str, values: ConfigFields) -> Created:
+        """Validates, then stores the configuration and its first secret atomically."""
+        rules.validate_new(values, allow_insecure=self._ctx.policy.allow_insecure_callbacks)
+        now = self._ctx.clock()
+        config_id = new_config_id()
+        secret = generate_secret()
+        secret_id = str(uuid.uuid4())
+        expire_time = now + self._ctx.policy.secret_validity
+        keyring = self._ctx.keyring
+        record = ConfigRecord(
+            id=config_id,
+            partner_id=partner_id,
+            callback_url=values.callback_url,
+            contact_email=values.contact_email,
+            request_timeout_seconds=values.timeout,
+            api_key=keyring.seal(values.api_key.encode(), api_key_aad(config_id)),
+            secret_expire_time=expire_time,
+            create_time=now,
+            update_time=now,
+        )
+        secret_record = SecretRecord(
+            id=secret_id,
+            callback_config_id=config_id,
+            sealed=keyring.seal(secret.encode(), secret_aad(secret_id, config_id)),
+            create_time=now,
+            expire_time=expire_time,
+            retire_time=None,
+        )
+        async with self._ctx.database.write() as conn:
+            if partner_id not in self._known_partners:
+                await store.ensure_partner(conn, partner_id, now)
+            await store.insert_config(conn, record)
+            await store.insert_secret(conn, secret_record)
+            await delivery_hooks.callback_url_set(conn, partner_id, config_id, now)
+        if len(self._known_partners) >= _MAX_KNOWN_PARTNERS:
+            self._known_partners.clear()
+        self._known_partners.add(partner_id)
+        return Created(to_domain(record), secret)
+
+    async def get(self, name: ConfigName) -> CallbackConfig:
+        """The configuration; NotFound when absent or another partner's."""
+
+        async def load() -> ConfigRecord:
+            async with self._ctx.database.read() as conn:
+                record = await store.get_config(conn, name.partner_id, name.config_id)
+            if record is None:
+                raise NotFound(str(name))
+            return record
+
+        key = ("config", name.partner_id, name.config_id)
+        return to_domain(await read_through(self._ctx.cache, key, load))
+
+    async def list_page(
+        self, partner_id: str, page_size: int, page_token: str
+    ) -> tuple[list[CallbackConfig], str]:
+        """A page of the partner's configurations and the next page's token."""
+        size = paging.page_size(page_size)
+        cursor = paging.decode_token(page_token)
+        after = (cursor.create_time, cursor.item_id) if cursor else None
+        async with self._ctx.database.read() as conn:
+            records = await store.list_configs(conn, partner_id, after=after, limit=size + 1)
+        page, more = records[:size], len(records) > size
+        token = ""
+        if more:
+            last = page[-1]
+            token = paging.encode_token(paging.Cursor(last.create_time, last.id))
+        return [to_domain(r) for r in page], token
+
+    async def update(
+        self, name: ConfigName, given: ConfigFields, mask: list[str]
+    ) -> CallbackConfig:
+        """Applies the masked fields after validating them; nothing changes on error."""
+        names = rules.fields_to_update(mask, given)
+        rules.validate_fields(
+            given,
+            names,
+            allow_insecure=self._ctx.policy.allow_insecure_callbacks,
+            prefix="callback_config.",
+        )
+        now = self._ctx.clock()
+        async with self._ctx.database.write() as conn:
+            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+            if record is None:
+                raise NotFound(str(name))
+            changes = _column_values(self._ctx, record.id, given, names)
+            if not changes:
+                return to_domain(record)
+            changes["update_time"] = now
+            await store.update_config(conn, record.id, changes)
+            if changes.get("callback_url", record.callback_url) != record.callback_url:
+                await delivery_hooks.callback_url_set(conn, name.partner_id, record.id, now)
+            await announce(conn, record.id)
+        # Derived rather than read back: the row lock kept everything else as read.
+        updated = replace(record, **changes)
+        self._ctx.invalidate(record.id)
+        return to_domain(updated)
+
+    async def delete(self, name: ConfigName) -> None:
+        """Deletes the configuration and its secrets; NotFound when absent."""
+        async with self._ctx.database.write() as conn:
+            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+            if record is None:
+                raise NotFound(str(name))
+            await delivery_hooks.config_deleted(conn, record.id, self._ctx.clock())
+            await store.delete_config(conn, record.id)
+            await announce(conn, record.id)
+        self._ctx.invalidate(record.id)
+
+
+class _Changes(TypedDict, total=False):
+    """Columns an update sets, named as ConfigRecord's fields."""
+
+    callback_url: str
+    contact_email: str
+    request_timeout_seconds: int
+    api_key: Sealed
+    update_time: datetime
+
+
+def _column_values(
+    ctx: AppContext, config_id: str, given: ConfigFields, names: tuple[str, ...]
+) -> _Changes:
+    values = _Changes()
+    if "callback_url" in names:
+        values["callback_url"] = given.callback_url
+    if "contact_email" in names:
+        values["contact_email"] = given.contact_email
+    if "request_timeout_seconds" in names:
+        values["request_timeout_seconds"] = given.timeout
+    if "api_key" in names:
+        values["api_key"] = ctx.keyring.seal(given.api_key.encode(), api_key_aad(config_id))
+    return values

@@ -1,0 +1,53 @@
+"""What every use case needs: the database, the keyring, the clock, the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from hookkeeper.service.app.config_cache import ConfigCache
+from hookkeeper.service.crypto.keyring import Keyring
+from hookkeeper.service.store.database import Database
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Operator choices that shape the rules."""
+
+    allow_insecure_callbacks: bool = False
+    secret_validity: timedelta = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """Shared dependencies of the use cases."""
+
+    database: Database
+    keyring: Keyring
+    policy: Policy
+    clock: Clock = system_clock
+    # Read cache for Get and Sign; None (or disabled) reads the database.
+    cache: ConfigCache | None = None
+
+    def invalidate(self, config_id: str) -> None:
+        """Drops a changed configuration from this process's read cache."""
+        if self.cache is not None:
+            self.cache.invalidate(config_id)
+
+
+def api_key_aad(config_id: str) -> bytes:
+    """Associated data binding a sealed API key to its configuration row."""
+    return f"callback_configs.api_key:{config_id}".encode()
+
+
+def secret_aad(secret_id: str, config_id: str) -> bytes:
+    """Associated data binding a sealed secret to its row and configuration."""
+    return f"callback_secrets:{secret_id}:{config_id}".encode()

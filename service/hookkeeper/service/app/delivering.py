@@ -1,0 +1,176 @@
+"""One attempt of one delivery: build the envelope, sign it, send it, and
+work out what the delivery's row becomes. Shared by the dispatcher and by
+SendTestNotification, so a test send is exactly a real send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from hookkeeper.service.app.context import AppContext, api_key_aad
+from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.crypto.keyring import KeyringError
+from hookkeeper.service.delivery.http import Answer, Sender
+from hookkeeper.service.domain import envelope, event_types, retry
+from hookkeeper.service.domain.errors import FailedPrecondition, NotFound
+from hookkeeper.service.domain.names import ConfigName
+from hookkeeper.service.domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from hookkeeper.service.store import deliveries as store
+from hookkeeper.service.store.deliveries import (
+    AttemptRecord,
+    ClaimedDelivery,
+    EventRecord,
+    TargetRecord,
+)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The row update that follows an attempt."""
+
+    state: str
+    round_failures: int
+    next_attempt_time: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An attempt made: its log record and the settlement of the delivery."""
+
+    claimed: ClaimedDelivery
+    attempt: AttemptRecord
+    settlement: Settlement
+
+
+def body_of(event: EventRecord) -> bytes:
+    """The envelope bytes of an event."""
+    return envelope.build(
+        event_id=event.event_id,
+        event_type=event.event_type,
+        event_time=event.create_time,
+        partner_id=event.partner_id,
+        payload_json=event.payload,
+        test=event.is_test,
+    )
+
+
+def policy_of(claimed: ClaimedDelivery) -> event_types.RetryPolicy:
+    """The retry policy that applies to a delivery."""
+    event = claimed.event
+    if claimed.delivery.kind == store.EVENT and event and event_types.is_known(event.event_type):
+        return event_types.get(event.event_type).retry_policy
+    return event_types.CONNECTIVITY  # tests and connectivity checks: one attempt
+
+
+def settle(claimed: ClaimedDelivery, answer: Answer, now: datetime, *, scale: float) -> Settlement:
+    """Delivered on 2xx; otherwise retried per policy or failed for good."""
+    if answer.succeeded:
+        return Settlement(store.DELIVERED, claimed.delivery.round_failures, None, None)
+    failures = claimed.delivery.round_failures + 1
+    following = retry.next_attempt_time(policy_of(claimed), failures, now, scale=scale)
+    if following is None:
+        return Settlement(store.FAILED, failures, None, answer.error)
+    return Settlement(store.PENDING, failures, following, answer.error)
+
+
+class Deliverer:
+    """Makes attempts: signs through SecretRotation (an expired secret is a
+    failed attempt, retried), sends with the Sender."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        sender: Sender,
+        *,
+        scale: float,
+        owner: str,
+        db_concurrency: int = 16,
+    ) -> None:
+        self._ctx = ctx
+        # Signing reads the secrets: at most this many at once, so many
+        # concurrent sends never exceed the connection pool (overflow
+        # connections are closed on return and reopened: slow churn).
+        self._db_slots = asyncio.Semaphore(db_concurrency)
+        self._sender = sender
+        self._secrets = SecretRotation(ctx)
+        self._scale = scale
+        self.owner = owner
+
+    async def _send(self, claimed: ClaimedDelivery, target: TargetRecord) -> Answer:
+        try:
+            return await self._sign_and_send(claimed, target)
+        except KeyringError as error:
+            # Permanent until an operator restores the key: a failed attempt,
+            # retried by policy and visible in the log, not a silent loop of
+            # expired leases. The message names key ids only.
+            return Answer(0, 0, f"cannot open stored credentials: {error}")
+
+    async def _sign_and_send(self, claimed: ClaimedDelivery, target: TargetRecord) -> Answer:
+        delivery = claimed.delivery
+        api_key = self._ctx.keyring.open(target.api_key, api_key_aad(target.config_id)).decode()
+        headers = {"transactionId": delivery.transaction_id, "api-key": api_key}
+        if delivery.kind == store.CONNECTIVITY_CHECK:
+            return await self._sender.request(
+                "GET",
+                target.callback_url,
+                headers=headers,
+                body=None,
+                timeout_seconds=target.request_timeout_seconds,
+            )
+        if claimed.event is None:
+            return Answer(0, 0, "the event of this delivery no longer exists")
+        body = body_of(claimed.event)
+        try:
+            async with self._db_slots:
+                signature = await self._secrets.sign(
+                    ConfigName(delivery.partner_id, target.config_id), body, None
+                )
+        except FailedPrecondition as error:
+            return Answer(0, 0, str(error))
+        except NotFound:
+            return Answer(0, 0, "the callback configuration no longer exists")
+        headers["Content-Type"] = "application/json"
+        headers[TIMESTAMP_HEADER] = signature.timestamp
+        headers[SIGNATURE_HEADER] = signature.header
+        return await self._sender.request(
+            "POST",
+            target.callback_url,
+            headers=headers,
+            body=body,
+            timeout_seconds=target.request_timeout_seconds,
+        )
+
+    async def attempt(self, claimed: ClaimedDelivery) -> Outcome:
+        """Makes one attempt of a claimed delivery (never raises for the
+        partner's failures; they become the attempt's error)."""
+        start = self._ctx.clock()
+        if claimed.target is None:
+            answer = Answer(0, 0, "the callback configuration no longer exists")
+        else:
+            answer = await self._send(claimed, claimed.target)
+        attempt = AttemptRecord(
+            id=str(uuid.uuid4()),
+            delivery_id=claimed.delivery.id,
+            partner_id=claimed.delivery.partner_id,
+            attempt_number=claimed.delivery.attempt_count,
+            start_time=start,
+            latency_ms=answer.latency_ms,
+            http_status=answer.http_status,
+            succeeded=answer.succeeded,
+            error=answer.error,
+            dispatcher=self.owner,
+            kind=claimed.delivery.kind,
+            callback_config_id=claimed.delivery.callback_config_id,
+            transaction_id=claimed.delivery.transaction_id,
+            event_id=claimed.event.event_id if claimed.event else "",
+            event_type=claimed.event.event_type if claimed.event else "",
+        )
+        if claimed.target is None:
+            settlement = Settlement(store.CANCELLED, 0, None, answer.error)
+        else:
+            settlement = settle(claimed, answer, self._ctx.clock(), scale=self._scale)
+        return Outcome(claimed, attempt, settlement)

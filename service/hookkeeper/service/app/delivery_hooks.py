@@ -1,0 +1,37 @@
+"""What configuration changes mean for delivery, run inside the
+configuration's own write transaction (so they happen exactly when it
+commits, and never delay it beyond one insert or update):
+
+- a callback URL registered or changed queues one connectivity GET, which
+  the dispatcher sends and records like any attempt (never retried);
+- a configuration deleted cancels its pending deliveries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookkeeper.service.store import deliveries as store
+
+
+async def callback_url_set(
+    conn: AsyncConnection, partner_id: str, config_id: str, now: datetime
+) -> None:
+    """Queues the connectivity check of a new or changed callback URL."""
+    await store.insert_delivery(
+        conn,
+        store.new_delivery(
+            partner_id=partner_id,
+            kind=store.CONNECTIVITY_CHECK,
+            event_pk=None,
+            config_id=config_id,
+            now=now,
+        ),
+    )
+
+
+async def config_deleted(conn: AsyncConnection, config_id: str, now: datetime) -> int:
+    """Cancels every pending delivery to a configuration being deleted."""
+    return await store.cancel_for_config(conn, config_id, now)

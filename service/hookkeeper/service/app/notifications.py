@@ -1,0 +1,293 @@
+"""Use cases of notification delivery: the event-type catalogue,
+subscriptions, publishing, test sends, the attempt log and redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.app.delivering import Deliverer, Outcome
+from hookkeeper.service.delivery.http import Sender
+from hookkeeper.service.domain import envelope, event_types, paging
+from hookkeeper.service.domain.delivery_names import DeliveryName, SubscriptionName
+from hookkeeper.service.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    invalid,
+)
+from hookkeeper.service.domain.names import ConfigName, parse_config
+from hookkeeper.service.store import callback_configs as config_store
+from hookkeeper.service.store import deliveries as store
+from hookkeeper.service.store.deliveries import (
+    AttemptRecord,
+    ClaimedDelivery,
+    DeliveryRecord,
+    EventRecord,
+    SubscriptionRecord,
+    TargetRecord,
+    new_delivery,
+)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published event, what it queued, and whether it was a repeat."""
+
+    event: EventRecord
+    deliveries: list[DeliveryRecord]
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """Operator settings the use cases need."""
+
+    retry_interval_scale: float = 1.0
+
+
+def _checked(
+    event_type: str, payload_json: str, event_id_violation: FieldViolation | None
+) -> tuple[event_types.EventType, str]:
+    """The event type and normalized payload; one InvalidArgument naming every
+    bad field otherwise."""
+    violations: list[FieldViolation | None] = [event_id_violation]
+    kind = payload = None
+    try:
+        kind = event_types.get(event_type)
+    except InvalidArgument as error:
+        violations += error.violations
+    try:
+        payload = envelope.normalize_payload(payload_json)
+    except InvalidArgument as error:
+        violations += error.violations
+    envelope.raise_for(violations)
+    assert kind is not None
+    assert payload is not None
+    return kind, payload
+
+
+class Notifications:
+    """Subscriptions, publishing and the delivery log."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        sender: Sender,
+        options: DeliveryOptions = DeliveryOptions(),  # frozen: safe as a default
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._deliverer = Deliverer(
+            ctx, sender, scale=options.retry_interval_scale, owner="test-send"
+        )
+        # Lets an in-process dispatcher start on a new delivery at once.
+        self._wake = wake or (lambda: None)
+
+    # --- event types and subscriptions --------------------------------
+
+    @staticmethod
+    def event_types() -> tuple[event_types.EventType, ...]:
+        """The catalogue."""
+        return event_types.CATALOGUE
+
+    @staticmethod
+    async def _config_of(conn: AsyncConnection, partner_id: str, value: str, field: str) -> str:
+        name = parse_config(value, field=field)
+        if name.partner_id != partner_id:
+            raise invalid(field, "must be a callback configuration of the same partner")
+        if not await store.config_exists(conn, partner_id, name.config_id):
+            raise NotFound(str(name))
+        return name.config_id
+
+    async def subscribe(self, partner_id: str, event_type: str, config: str) -> SubscriptionRecord:
+        """Routes an event type of the partner to one of its configurations."""
+        kind = event_types.get(event_type, "subscription.event_type")
+        now = self._ctx.clock()
+        async with self._ctx.database.write() as conn:
+            config_id = await self._config_of(
+                conn, partner_id, config, "subscription.callback_config"
+            )
+            record = SubscriptionRecord(partner_id, kind.name, config_id, now, now)
+            if not await store.insert_subscription(conn, record):
+                raise AlreadyExists(
+                    f"{SubscriptionName(partner_id, kind.name)} already exists; "
+                    "use UpdateSubscription to move it"
+                )
+        return record
+
+    async def subscriptions(self, partner_id: str) -> list[SubscriptionRecord]:
+        """Every subscription of the partner."""
+        async with self._ctx.database.read() as conn:
+            return await store.list_subscriptions(conn, partner_id)
+
+    async def move(
+        self, name: SubscriptionName, config: str, mask: list[str]
+    ) -> SubscriptionRecord:
+        """Points a subscription at another configuration of the same partner."""
+        unknown = [p for p in mask if p not in ("callback_config", "*")]
+        if unknown:
+            raise invalid("update_mask", f"only callback_config can be updated, not {unknown[0]}")
+        now = self._ctx.clock()
+        async with self._ctx.database.write() as conn:
+            config_id = await self._config_of(
+                conn, name.partner_id, config, "subscription.callback_config"
+            )
+            if not await store.move_subscription(
+                conn, name.partner_id, name.event_type, config_id, now
+            ):
+                raise NotFound(str(name))
+            moved = await store.get_subscription(conn, name.partner_id, name.event_type)
+        assert moved is not None
+        return moved
+
+    async def unsubscribe(self, name: SubscriptionName) -> None:
+        """Removes a subscription; NotFound when absent."""
+        async with self._ctx.database.write() as conn:
+            if not await store.delete_subscription(conn, name.partner_id, name.event_type):
+                raise NotFound(str(name))
+
+    # --- publishing ------------------------------------------------------
+
+    async def publish(
+        self, partner_id: str, event_type: str, event_id: str, payload_json: str
+    ) -> Published:
+        """Stores the event and queues its delivery in one transaction, so it
+        is durable before the caller hears back; a repeated event id queues
+        nothing."""
+        kind, payload = _checked(event_type, payload_json, envelope.check_event_id(event_id))
+        now = self._ctx.clock()
+        record = EventRecord(
+            str(uuid.uuid4()), partner_id, kind.name, event_id, payload, False, now
+        )
+        async with self._ctx.database.write() as conn:
+            stored, inserted = await store.insert_event(conn, record)
+            if not inserted:
+                return Published(stored, await store.deliveries_of_event(conn, stored.id), True)
+            queued = []
+            subscription = await store.get_subscription(conn, partner_id, kind.name)
+            if subscription is not None:
+                delivery = new_delivery(
+                    partner_id=partner_id,
+                    kind=store.EVENT,
+                    event_pk=stored.id,
+                    config_id=subscription.callback_config_id,
+                    now=now,
+                )
+                await store.insert_delivery(conn, delivery)
+                queued.append(
+                    replace(delivery, event_id=stored.event_id, event_type=stored.event_type)
+                )
+        if queued:
+            self._wake()
+        return Published(stored, queued, False)
+
+    # --- test sends ------------------------------------------------------
+
+    async def send_test(self, name: ConfigName, event_type: str, payload_json: str) -> Outcome:
+        """Sends one test notification now and records the attempt."""
+        kind, payload = _checked(event_type, payload_json, None)
+        now = self._ctx.clock()
+        event = EventRecord(
+            str(uuid.uuid4()),
+            name.partner_id,
+            kind.name,
+            f"test-{uuid.uuid4()}",
+            payload,
+            True,
+            now,
+        )
+        async with self._ctx.database.write() as conn:
+            config = await config_store.get_config(conn, name.partner_id, name.config_id)
+            if config is None:
+                raise NotFound(str(name))
+            await store.insert_event(conn, event)
+            delivery = new_delivery(
+                partner_id=name.partner_id,
+                kind=store.TEST,
+                event_pk=event.id,
+                config_id=config.id,
+                now=now,
+            )
+            # Never PENDING: the dispatcher must not pick a test send up. Should
+            # this process die before the answer, the row reads as failed.
+            delivery = replace(
+                delivery,
+                attempt_count=1,
+                state=store.FAILED,
+                next_attempt_time=None,
+                last_error="interrupted before an answer",
+            )
+            await store.insert_delivery(conn, delivery)
+        target = TargetRecord(
+            config.id, config.callback_url, config.request_timeout_seconds, config.api_key
+        )
+        token = str(uuid.uuid4())
+        claimed = ClaimedDelivery(delivery, token, event, target)
+        outcome = await self._deliverer.attempt(claimed)
+        async with self._ctx.database.write() as conn:
+            await store.insert_attempts(conn, [outcome.attempt])
+            await store.finish_unleased(
+                conn,
+                delivery.id,
+                state=store.DELIVERED if outcome.attempt.succeeded else store.FAILED,
+                error=outcome.attempt.error or None,
+                now=self._ctx.clock(),
+            )
+        return outcome
+
+    # --- the log and redelivery -----------------------------------------
+
+    async def attempts(
+        self, parent: DeliveryName, event_id: str, page_size: int, page_token: str
+    ) -> tuple[list[AttemptRecord], str]:
+        """A page of attempts, newest first, and the next page's token."""
+        size = paging.page_size(page_size)
+        cursor = paging.decode_token(page_token)
+        before = (cursor.create_time, cursor.item_id) if cursor else None
+        async with self._ctx.database.read() as conn:
+            if parent.delivery_id is not None:
+                found = await store.get_delivery(conn, parent.partner_id, parent.delivery_id)
+                if found is None:
+                    raise NotFound(str(parent))
+            records = await store.list_attempts(
+                conn,
+                parent.partner_id,
+                delivery_id=parent.delivery_id,
+                event_id=event_id or None,
+                before=before,
+                limit=size + 1,
+            )
+        page, more = records[:size], len(records) > size
+        token = ""
+        if more:
+            token = paging.encode_token(paging.Cursor(page[-1].start_time, page[-1].id))
+        return page, token
+
+    async def redeliver(self, name: DeliveryName) -> DeliveryRecord:
+        """Starts a new round of attempts for a delivered or failed notification."""
+        assert name.delivery_id is not None
+        now = self._ctx.clock()
+        async with self._ctx.database.write() as conn:
+            found = await store.get_delivery(conn, name.partner_id, name.delivery_id)
+            if found is None:
+                raise NotFound(str(name))
+            if found.state == store.PENDING:
+                raise FailedPrecondition(f"{name} is still pending delivery")
+            if found.state == store.CANCELLED:
+                raise FailedPrecondition(
+                    f"{name} was cancelled: its callback configuration was deleted"
+                )
+            if found.kind != store.EVENT:
+                raise FailedPrecondition(f"{name} is not the delivery of a published event")
+            await store.requeue(conn, found.id, now)
+            updated = await store.get_delivery(conn, name.partner_id, name.delivery_id)
+        assert updated is not None
+        self._wake()
+        return updated

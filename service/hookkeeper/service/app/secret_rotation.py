@@ -1,0 +1,129 @@
+"""Use cases of signing secrets: refresh and sign."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from hookkeeper.service.app.config_cache import read_through
+from hookkeeper.service.app.context import AppContext, secret_aad
+from hookkeeper.service.domain import secrets as lifecycle
+from hookkeeper.service.domain import signing
+from hookkeeper.service.domain.errors import FailedPrecondition, NotFound
+from hookkeeper.service.domain.names import ConfigName
+from hookkeeper.service.store import callback_configs as store
+from hookkeeper.service.store.change_feed import announce
+from hookkeeper.service.store.records import SecretRecord
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """The outcome of a refresh; the new secret is shown once."""
+
+    name: ConfigName
+    secret: str
+    secret_expire_time: datetime
+    previous_secret_expire_time: datetime
+
+    def __repr__(self) -> str:
+        return f"Refreshed(name={self.name}, secret=<redacted>)"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a sender puts in the timestamp and signature headers."""
+
+    timestamp: str
+    header: str
+
+
+def _period(record: SecretRecord) -> lifecycle.SecretPeriod:
+    return lifecycle.SecretPeriod(
+        record.id, record.create_time, record.expire_time, record.retire_time
+    )
+
+
+class SecretRotation:
+    """Refreshes secrets and signs with them."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+
+    async def refresh(self, name: ConfigName, *, keep_existing: bool) -> Refreshed:
+        """Issues a new secret under a row lock so concurrent refreshes serialise."""
+        config_id = name.config_id
+        async with self._ctx.database.write() as conn:
+            records = await store.lock_with_secrets(conn, name.partner_id, config_id)
+            if records is None:
+                raise NotFound(str(name))
+            # The clock is read after the lock: a queued refresh plans against
+            # the state the previous one left.
+            now = self._ctx.clock()
+            periods = [_period(r) for r in records]
+            plan = lifecycle.plan_refresh(
+                periods,
+                now=now,
+                keep_existing=keep_existing,
+                validity=self._ctx.policy.secret_validity,
+            )
+            # Secrets that will never sign again are dropped, not kept as
+            # ciphertext; the others get their new retire time.
+            ended = lifecycle.ended_after(periods, plan, now)
+            await store.delete_secrets(conn, ended)
+            await store.retire_secrets(
+                conn, {k: v for k, v in plan.retirements.items() if k not in ended}
+            )
+            secret = lifecycle.generate_secret()
+            secret_id = str(uuid.uuid4())
+            await store.insert_secret(
+                conn,
+                SecretRecord(
+                    id=secret_id,
+                    callback_config_id=config_id,
+                    sealed=self._ctx.keyring.seal(
+                        secret.encode(), secret_aad(secret_id, config_id)
+                    ),
+                    create_time=now,
+                    expire_time=plan.new_expire_time,
+                    retire_time=None,
+                ),
+            )
+            await store.update_config(
+                conn, config_id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
+            )
+            await announce(conn, config_id)
+        self._ctx.invalidate(config_id)
+        return Refreshed(name, secret, plan.new_expire_time, plan.previous_end_time)
+
+    async def sign(self, name: ConfigName, payload: bytes, at: datetime | None) -> Signature:
+        """Signs ``payload`` with every secret active at the send time."""
+        now = self._ctx.clock()
+        moment = at or now
+        records = await self._live_secrets(name, now)
+        active = lifecycle.active_newest_first([_period(r) for r in records], now)
+        if not active:
+            raise FailedPrecondition(
+                "the configuration's secret has expired; refresh it to sign again"
+            )
+        by_id = {r.id: r for r in records}
+        secrets = [self._open(by_id[p.secret_id]) for p in active]
+        timestamp = signing.epoch_millis(moment)
+        return Signature(timestamp, signing.sign(secrets, timestamp, payload))
+
+    async def _live_secrets(self, name: ConfigName, now: datetime) -> list[SecretRecord]:
+        async def load() -> list[SecretRecord]:
+            async with self._ctx.database.read() as conn:
+                exists, records = await store.live_secrets(
+                    conn, name.partner_id, name.config_id, now
+                )
+            if not exists:
+                raise NotFound(str(name))
+            return records
+
+        key = ("secrets", name.partner_id, name.config_id)
+        return await read_through(self._ctx.cache, key, load)
+
+    def _open(self, record: SecretRecord) -> str:
+        aad = secret_aad(record.id, record.callback_config_id)
+        return self._ctx.keyring.open(record.sealed, aad).decode()

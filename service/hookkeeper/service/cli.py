@@ -1,0 +1,146 @@
+"""The ``hookkeeper`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from hookkeeper.gateway.commands import dev, gateway
+from hookkeeper.service import bootstrap, telemetry
+from hookkeeper.service.app.clock_offset import clock_from_settings
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.crypto.keyring import generate_key_entry
+from hookkeeper.service.gauge_sampler import GaugeSampler
+from hookkeeper.service.mail.setup import build_mailer
+from hookkeeper.service.partner_commands import partner
+from hookkeeper.service.settings import Settings
+from hookkeeper.service.store import migrate as migrations
+
+
+def _setup_logging() -> None:
+    settings = Settings()
+    telemetry.setup_logging(settings.log_level, settings.log_format)
+
+
+def _context(settings: Settings) -> AppContext:
+    """The app context of a long-running command, with telemetry switched on
+    as the OTEL_* variables say and the (test-only) clock offset applied."""
+    telemetry.configure("hookkeeper")
+    ctx = bootstrap.build_context(settings, clock=clock_from_settings(settings))
+    telemetry.instrument_engine(ctx.database.engine.sync_engine)
+    return ctx
+
+
+@click.group()
+def main() -> None:
+    """Hookkeeper: webhook callback configurations and signing secrets."""
+    _setup_logging()
+
+
+@main.command()
+def serve() -> None:
+    """Serve the gRPC API until SIGTERM."""
+    from hookkeeper.service.server import serve_until_signalled
+
+    settings = Settings()
+    ctx = _context(settings)
+    tokens = bootstrap.load_service_tokens(settings)
+    mailer = build_mailer(ctx, settings)
+    if mailer is None:
+        logging.getLogger(__name__).info(
+            "HOOKKEEPER_SMTP_URL is not set: this process sends no expiry warnings"
+        )
+    from hookkeeper.service.delivery import runtime as delivery
+
+    deliveries = delivery.build(ctx, settings, with_dispatcher=settings.dispatcher_enabled)
+    try:
+        asyncio.run(
+            serve_until_signalled(
+                ctx,
+                settings.grpc_listen,
+                tokens,
+                settings.shutdown_grace_seconds,
+                workers=[
+                    *filter(None, [bootstrap.cache_worker(ctx, settings)]),
+                    *([mailer.run] if mailer else []),
+                    deliveries.run,
+                    GaugeSampler(ctx).run,  # returns at once when metrics are off
+                ],
+                notifications=deliveries.notifications,
+            )
+        )
+    finally:
+        telemetry.shutdown()
+
+
+@main.command()
+def dispatcher() -> None:
+    """Deliver queued notifications until SIGTERM (any number may share a database)."""
+    from hookkeeper.service.delivery import runtime as delivery
+
+    settings = Settings()
+    ctx = _context(settings)
+    deliveries = delivery.build(ctx, settings, with_dispatcher=True)
+    try:
+        asyncio.run(delivery.run_until_signalled(deliveries, ctx))
+    finally:
+        telemetry.shutdown()
+
+
+@main.command()
+def mailer() -> None:
+    """Send secret-expiry warning e-mails until SIGTERM (needs HOOKKEEPER_SMTP_URL)."""
+    from hookkeeper.service.mail.setup import run_until_signalled
+
+    settings = Settings()
+    ctx = _context(settings)
+    worker = build_mailer(ctx, settings)
+    if worker is None:
+        raise click.UsageError("HOOKKEEPER_SMTP_URL must be set to run the mailer")
+    try:
+        asyncio.run(run_until_signalled(ctx, worker))
+    finally:
+        telemetry.shutdown()
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to repeat)."""
+    settings = Settings()
+    migrations.upgrade(settings.resolved_database_url())
+    click.echo("database is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """Manage the master keys that encrypt secrets and API keys at rest."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new key entry to append to HOOKKEEPER_MASTER_KEYS."""
+    click.echo(generate_key_entry())
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored value under the newest key (online, repeatable)."""
+    from hookkeeper.service.app.key_rotation import rotate_keys
+
+    async def run() -> int:
+        ctx = bootstrap.build_context(Settings())
+        try:
+            return await rotate_keys(ctx)
+        finally:
+            await ctx.database.close()
+
+    click.echo(f"resealed {asyncio.run(run())} values under the newest key")
+
+
+# Partner accounts and tokens, the public GraphQL gateway, and `make run`'s
+# all-in-one development command (docs/gateway.md).
+main.add_command(partner)
+main.add_command(gateway)
+main.add_command(dev)

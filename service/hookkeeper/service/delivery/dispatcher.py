@@ -1,0 +1,235 @@
+"""The dispatcher: claims due deliveries, attempts them with bounded
+concurrency, and records the outcomes in batches.
+
+Runs inside ``hookkeeper serve`` or alone as ``hookkeeper dispatcher``; any
+number may share one PostgreSQL database (see docs/delivery.md for the queue
+design). Delivery is at least once: a row is leased, never removed, until its
+outcome is written, so a dispatcher killed mid-flight loses nothing: its rows
+fall due again when their leases run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from hookkeeper.service import telemetry
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.app.delivering import Deliverer, Outcome
+from hookkeeper.service.delivery.http import Sender
+from hookkeeper.service.store import deliveries as store
+from hookkeeper.service.store import gauges
+
+_log = logging.getLogger(__name__)
+_FLUSH_MAX = 500
+_QUEUE_REPORT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class DispatcherOptions:
+    """How much work one dispatcher takes on, and how often it looks for it."""
+
+    poll_interval: float = 0.25
+    batch_size: int = 50
+    concurrency: int = 64
+    lease_margin: timedelta = timedelta(seconds=30)
+    retry_interval_scale: float = 1.0
+    # Attempts signing (reading secrets) at once: below the connection pool's
+    # size, so concurrency never overflows the pool.
+    db_concurrency: int = 16
+
+
+def dispatcher_id() -> str:
+    """host:pid:random, recorded with each attempt and lease."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Dispatcher:
+    """One dispatcher process's worker loop."""
+
+    def __init__(self, ctx: AppContext, sender: Sender, options: DispatcherOptions) -> None:
+        self._ctx = ctx
+        self._sender = sender
+        self._options = options
+        self.owner = dispatcher_id()
+        self._deliverer = Deliverer(
+            ctx,
+            sender,
+            scale=options.retry_interval_scale,
+            owner=self.owner,
+            db_concurrency=options.db_concurrency,
+        )
+        self._wakeup = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._results: asyncio.Queue[Outcome | None] = asyncio.Queue()
+
+    def wake(self) -> None:
+        """Look for due work now instead of at the next poll."""
+        self._wakeup.set()
+
+    async def _claim(self, limit: int) -> list[store.ClaimedDelivery]:
+        token = str(uuid.uuid4())
+        async with self._ctx.database.write() as conn:
+            return await store.claim_due(
+                conn,
+                now=self._ctx.clock(),
+                limit=limit,
+                owner=self.owner,
+                token=token,
+                lease_margin=self._options.lease_margin,
+            )
+
+    async def _one(self, claimed: store.ClaimedDelivery) -> None:
+        event = claimed.event
+        event_type = event.event_type if event is not None else claimed.delivery.kind
+        # One trace per attempt (no-op when tracing is off): the signing
+        # queries and the POST's client span are its children.
+        with telemetry.span(
+            "delivery attempt",
+            {
+                "hookkeeper.delivery.id": claimed.delivery.id,
+                "hookkeeper.event_type": event_type,
+                "hookkeeper.attempt": claimed.delivery.attempt_count,
+            },
+        ) as current:
+            try:
+                outcome = await self._deliverer.attempt(claimed)
+            except Exception:
+                # Unexpected (e.g. the database is down while signing): the lease
+                # runs out and another attempt follows; nothing is lost.
+                _log.exception("attempt of delivery %s failed unexpectedly", claimed.delivery.id)
+                return
+            if current is not None:
+                current.set_attribute("hookkeeper.delivery.outcome", outcome.settlement.state)
+        telemetry.record_delivery(
+            outcome.settlement.state, event_type, outcome.attempt.latency_ms / 1000
+        )
+        await self._results.put(outcome)
+
+    @property
+    def _claim_threshold(self) -> int:
+        # Claim in sizeable batches: refilling one free slot at a time would
+        # spend a claiming transaction per delivery.
+        return max(1, min(self._options.batch_size, self._options.concurrency) // 2)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if self._options.concurrency - len(self._inflight) == self._claim_threshold:
+            self._wakeup.set()
+
+    async def _record(self) -> None:
+        """Writes outcomes in batches: one transaction for many attempts."""
+        stopping = False
+        while not stopping:
+            first = await self._results.get()
+            batch: list[Outcome] = []
+            if first is None:
+                stopping = True
+            else:
+                batch.append(first)
+            while len(batch) < _FLUSH_MAX and not self._results.empty():
+                item = self._results.get_nowait()
+                if item is None:
+                    stopping = True
+                else:
+                    batch.append(item)
+            while batch:
+                try:
+                    await self._write(batch)
+                    batch = []
+                except Exception:
+                    _log.exception("cannot record %d outcomes; retrying", len(batch))
+                    await asyncio.sleep(1)
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        now = self._ctx.clock()
+        async with self._ctx.database.write() as conn:
+            await store.insert_attempts(conn, [o.attempt for o in batch])
+            await store.settle_many(
+                conn,
+                [
+                    {
+                        "b_id": o.claimed.delivery.id,
+                        "b_token": o.claimed.lease_token,
+                        "b_state": o.settlement.state,
+                        "b_round_failures": o.settlement.round_failures,
+                        "b_next": o.settlement.next_attempt_time,
+                        "b_error": o.settlement.last_error,
+                        "b_now": now,
+                    }
+                    for o in batch
+                ],
+            )
+
+    async def _report_queue(self, stop: asyncio.Event) -> None:
+        """Feeds the queue gauges every few seconds (only when metrics are on):
+        a dispatcher run alone has no GaugeSampler of ``hookkeeper serve``."""
+        while not stop.is_set():
+            try:
+                async with self._ctx.database.read() as conn:
+                    depth, age = await gauges.delivery_queue(conn, self._ctx.clock())
+                telemetry.set_delivery_queue(depth, age)
+            except Exception:
+                _log.exception("cannot read the queue's size")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), _QUEUE_REPORT_SECONDS)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Works until ``stop`` is set, then finishes the attempts in flight
+        (each bounded by its request timeout) and records them."""
+        options = self._options
+        recorder = asyncio.create_task(self._record())
+        reporter = (
+            asyncio.create_task(self._report_queue(stop)) if telemetry.metrics_enabled() else None
+        )
+        _log.info(
+            "dispatcher %s started (concurrency %d, batch %d, poll %.2fs)",
+            self.owner,
+            options.concurrency,
+            options.batch_size,
+            options.poll_interval,
+        )
+        try:
+            while not stop.is_set():
+                free = options.concurrency - len(self._inflight)
+                wanted = min(options.batch_size, free)
+                claimed: list[store.ClaimedDelivery] = []
+                if wanted >= self._claim_threshold or not self._inflight:
+                    try:
+                        claimed = await self._claim(wanted)
+                    except Exception:
+                        _log.exception("cannot claim deliveries; retrying after the poll interval")
+                for item in claimed:
+                    task = asyncio.create_task(self._one(item))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+                if claimed and len(claimed) == wanted:
+                    continue  # a full batch: more may be due right now
+                self._wakeup.clear()
+                waiters = [
+                    asyncio.create_task(self._wakeup.wait()),
+                    asyncio.create_task(stop.wait()),
+                ]
+                await asyncio.wait(
+                    waiters, timeout=options.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            if self._inflight:
+                _log.info("dispatcher stopping: finishing %d attempts", len(self._inflight))
+                await asyncio.gather(*self._inflight, return_exceptions=True)
+            await self._results.put(None)
+            with contextlib.suppress(Exception):
+                await recorder
+            if reporter is not None:
+                reporter.cancel()
+                with contextlib.suppress(BaseException):
+                    await reporter
+            _log.info("dispatcher %s stopped", self.owner)

@@ -1,0 +1,86 @@
+"""Builds the delivery side (sender, dispatcher, use cases) from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from datetime import timedelta
+
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.app.notifications import DeliveryOptions, Notifications
+from hookkeeper.service.delivery.dispatcher import Dispatcher, DispatcherOptions
+from hookkeeper.service.delivery.http import Sender
+from hookkeeper.service.settings import Settings
+
+
+@dataclass
+class DeliveryRuntime:
+    """The process's sender, its dispatcher (if any) and the use cases."""
+
+    sender: Sender
+    notifications: Notifications
+    dispatcher: Dispatcher | None
+
+    async def close(self) -> None:
+        """Closes the connection pool (after the dispatcher stopped)."""
+        await self.sender.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The worker of ``hookkeeper serve``: the dispatcher (when enabled)
+        until ``stop``, then the connection pool is closed."""
+        try:
+            if self.dispatcher is not None:
+                await self.dispatcher.run(stop)
+            else:
+                await stop.wait()
+        finally:
+            await self.close()
+
+
+async def run_until_signalled(runtime: DeliveryRuntime, ctx: AppContext) -> None:
+    """``hookkeeper dispatcher``: runs until SIGTERM or SIGINT, finishes the
+    attempts in flight, records them, and exits."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.run(stop)
+    finally:
+        await ctx.database.close()
+
+
+def default_notifications(ctx: AppContext) -> Notifications:
+    """Use cases with a sender of their own and no dispatcher to wake (an
+    in-process server in tests, or a server built without settings)."""
+    return Notifications(ctx, Sender(allow_insecure=ctx.policy.allow_insecure_callbacks))
+
+
+def dispatcher_options(settings: Settings) -> DispatcherOptions:
+    """Dispatcher options from settings."""
+    return DispatcherOptions(
+        poll_interval=settings.dispatcher_poll_interval_seconds,
+        batch_size=settings.dispatcher_batch_size,
+        concurrency=settings.dispatcher_concurrency,
+        lease_margin=timedelta(seconds=settings.delivery_lease_margin_seconds),
+        retry_interval_scale=settings.retry_interval_scale,
+        # Leave a few pooled connections for claiming and recording.
+        db_concurrency=max(1, min(16, settings.db_pool_size - 4)),
+    )
+
+
+def build(ctx: AppContext, settings: Settings, *, with_dispatcher: bool) -> DeliveryRuntime:
+    """One sender for the process; a dispatcher when asked for."""
+    sender = Sender(
+        allow_insecure=settings.allow_insecure_callbacks,
+        max_connections=max(settings.dispatcher_concurrency, 10),
+    )
+    dispatcher = Dispatcher(ctx, sender, dispatcher_options(settings)) if with_dispatcher else None
+    notifications = Notifications(
+        ctx,
+        sender,
+        DeliveryOptions(retry_interval_scale=settings.retry_interval_scale),
+        wake=dispatcher.wake if dispatcher else None,
+    )
+    return DeliveryRuntime(sender, notifications, dispatcher)

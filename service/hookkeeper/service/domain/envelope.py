@@ -1,0 +1,89 @@
+"""The JSON body of a notification and the validation of published payloads.
+
+The reference leaves the envelope unconfirmed; ours (docs/delivery.md) is::
+
+    {"eventId": "...", "eventType": "...", "eventTime": "2026-01-15T12:00:00.000Z",
+     "partnerId": "...", "test": false, "payload": {...}}
+
+Keys in that order, compact separators, UTF-8. The body is built once per
+attempt from the stored event, and the signature is computed over exactly the
+bytes sent.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from hookkeeper.service.domain.errors import FieldViolation, InvalidArgument, invalid
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_EVENT_ID_LENGTH = 128
+
+
+def normalize_payload(payload_json: str, field: str = "payload_json") -> str:
+    """The compact form of a JSON object given as a string; INVALID_ARGUMENT
+    naming ``field`` when it is not a JSON object or is too large."""
+    if not payload_json:
+        raise invalid(field, "is required: a JSON object as a string")
+    if len(payload_json.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
+        raise invalid(field, f"must be at most {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        value = json.loads(payload_json)
+    except json.JSONDecodeError as error:
+        raise invalid(field, f"is not valid JSON: {error.msg} at character {error.pos}") from None
+    except ValueError:
+        raise invalid(field, "is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise invalid(field, "must be a JSON object")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_event_id(event_id: str, field: str = "event_id") -> FieldViolation | None:
+    """A non-empty printable id of at most 128 characters."""
+    if not event_id:
+        return FieldViolation(field, "is required")
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        return FieldViolation(field, f"must be at most {MAX_EVENT_ID_LENGTH} characters")
+    if not event_id.isprintable():
+        return FieldViolation(field, "must be printable characters only")
+    return None
+
+
+def raise_for(violations: list[FieldViolation | None]) -> None:
+    """Raises one InvalidArgument naming every bad field."""
+    found = [v for v in violations if v is not None]
+    if found:
+        raise InvalidArgument(found)
+
+
+def iso_millis(moment: datetime) -> str:
+    """``2026-01-15T12:00:00.000Z``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def build(
+    *,
+    event_id: str,
+    event_type: str,
+    event_time: datetime,
+    partner_id: str,
+    payload_json: str,
+    test: bool = False,
+) -> bytes:
+    """The body bytes. ``payload_json`` must already be normalized (a JSON object)."""
+    head = json.dumps(
+        {
+            "eventId": event_id,
+            "eventType": event_type,
+            "eventTime": iso_millis(event_time),
+            "partnerId": partner_id,
+            "test": test,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    # The payload is spliced in verbatim: it was normalized when stored, so it
+    # is not parsed and dumped again on every attempt.
+    return (head[:-1] + ',"payload":' + payload_json + "}").encode()

@@ -1,0 +1,146 @@
+"""The asyncio gRPC server: services, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hookkeeper.notifications.v1 import (
+    callback_config_pb2,
+    callback_config_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+    partner_pb2,
+    partner_pb2_grpc,
+    secret_rotation_pb2,
+    secret_rotation_pb2_grpc,
+)
+from hookkeeper.service import telemetry
+from hookkeeper.service.api.auth import BearerTokenInterceptor, parse_service_tokens
+from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
+from hookkeeper.service.api.notification_servicer import NotificationServicer
+from hookkeeper.service.api.partner_servicer import PartnerServicer
+from hookkeeper.service.api.reflection import enable_server_reflection
+from hookkeeper.service.api.secret_rotation_servicer import SecretRotationServicer
+from hookkeeper.service.app.callback_configs import CallbackConfigs
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.app.notifications import Notifications
+from hookkeeper.service.app.partners import Partners
+from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.delivery.runtime import default_notifications
+
+# grpc-stubs does not know the asyncio health servicer.
+AioHealthServicer = health.aio.HealthServicer  # type: ignore[attr-defined]
+
+_log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    callback_config_pb2.DESCRIPTOR.services_by_name["CallbackConfigService"].full_name,
+    secret_rotation_pb2.DESCRIPTOR.services_by_name["SecretRotationService"].full_name,
+    partner_pb2.DESCRIPTOR.services_by_name["PartnerService"].full_name,
+    notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+)
+# API keys may be up to 1 MiB; leave room for the rest of the message.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class RunningServer:
+    """A started server, its bound port and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: Any
+
+    async def stop(self, grace: float) -> None:
+        """Reports NOT_SERVING, lets in-flight RPCs finish, then stops."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_server(
+    ctx: AppContext,
+    listen: str,
+    service_tokens: str,
+    notifications: Notifications | None = None,
+) -> RunningServer:
+    """Builds and starts the server on ``listen`` (port 0 picks a free one).
+    ``notifications`` carries the process's HTTP sender and dispatcher wake-up
+    (service/delivery/runtime.py); a default one is built when not given."""
+    server = grpc.aio.server(
+        # Telemetry first (empty when off), so rejected calls are traced too.
+        interceptors=[
+            *telemetry.server_interceptors(),
+            BearerTokenInterceptor(parse_service_tokens(service_tokens)),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    callback_config_pb2_grpc.add_CallbackConfigServiceServicer_to_server(
+        CallbackConfigServicer(CallbackConfigs(ctx)), server
+    )
+    secret_rotation_pb2_grpc.add_SecretRotationServiceServicer_to_server(
+        SecretRotationServicer(SecretRotation(ctx)), server
+    )
+    partner_pb2_grpc.add_PartnerServiceServicer_to_server(PartnerServicer(Partners(ctx)), server)
+    notification_pb2_grpc.add_NotificationServiceServicer_to_server(
+        NotificationServicer(notifications or default_notifications(ctx)), server
+    )
+    health_servicer = AioHealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    enable_server_reflection(names, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    for name in (*SERVICE_NAMES, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, health_servicer)
+
+
+async def serve_until_signalled(
+    ctx: AppContext,
+    listen: str,
+    service_tokens: str,
+    grace: float,
+    workers: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
+    notifications: Notifications | None = None,
+) -> None:
+    """Serves until SIGTERM or SIGINT, then shuts down gracefully.
+
+    Each of ``workers`` (e.g. the expiry mailer's ``run``) runs beside the
+    server and is told to stop through the event it is given.
+    """
+    running = await start_server(ctx, listen, service_tokens, notifications)
+    _log.info("serving gRPC on %s (port %d)", listen, running.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    background = [asyncio.create_task(worker(stop)) for worker in workers]
+    await stop.wait()
+    _log.info("shutting down: letting in-flight RPCs finish (grace %.1fs)", grace)
+    await asyncio.gather(running.stop(grace), _stop_workers(background, grace))
+    await ctx.database.close()
+    _log.info("stopped")
+
+
+async def _stop_workers(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Waits up to ``grace`` for workers to finish what they hold, then cancels."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=grace)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,248 @@
+"""Repository functions for partners, callback configurations and secrets.
+
+Each takes the connection of a transaction opened by the caller, so a use case
+composes several into one atomic unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.store.records import ConfigRecord, SecretRecord
+from hookkeeper.service.store.tables import callback_configs, callback_secrets, partners
+
+_configs = callback_configs.c
+_secrets = callback_secrets.c
+
+# Statements are built once, with bound parameters: building SQLAlchemy
+# constructs per call was a large share of each write's CPU time.
+_INSERT_CONFIG = insert(callback_configs)
+_INSERT_SECRET = insert(callback_secrets)
+_ENSURE_PARTNER = {
+    "postgresql": postgresql.insert(partners).on_conflict_do_nothing(index_elements=["id"]),
+    "sqlite": sqlite.insert(partners).on_conflict_do_nothing(index_elements=["id"]),
+}
+_GET_CONFIG = select(callback_configs).where(
+    _configs.id == bindparam("config_id"), _configs.partner_id == bindparam("partner_id")
+)
+_GET_CONFIG_FOR_UPDATE = _GET_CONFIG.with_for_update()
+_UPDATE_CONFIG = update(callback_configs).where(_configs.id == bindparam("b_config_id"))
+_RETIRE_SECRET = (
+    update(callback_secrets)
+    .where(_secrets.id == bindparam("b_secret_id"))
+    .values(retire_time=bindparam("retire_time"))
+)
+_LIST_SECRETS = select(callback_secrets).where(
+    _secrets.callback_config_id == bindparam("config_id")
+)
+_LOCK_CONFIG = (
+    select(_configs.id)
+    .where(_configs.id == bindparam("config_id"), _configs.partner_id == bindparam("partner_id"))
+    .with_for_update()
+)
+_LIVE_SECRETS = (
+    select(_configs.id.label("config_exists"), callback_secrets)
+    .select_from(
+        callback_configs.outerjoin(
+            callback_secrets,
+            and_(
+                _secrets.callback_config_id == _configs.id,
+                _secrets.expire_time > bindparam("now"),
+                or_(_secrets.retire_time.is_(None), _secrets.retire_time > bindparam("now")),
+            ),
+        )
+    )
+    .where(_configs.id == bindparam("config_id"), _configs.partner_id == bindparam("partner_id"))
+)
+
+
+def _config(row: Row[Any]) -> ConfigRecord:
+    m = row._mapping
+    return ConfigRecord(
+        id=m["id"],
+        partner_id=m["partner_id"],
+        callback_url=m["callback_url"],
+        contact_email=m["contact_email"],
+        request_timeout_seconds=m["request_timeout_seconds"],
+        api_key=Sealed(m["api_key_key_id"], m["api_key_ciphertext"]),
+        secret_expire_time=m["secret_expire_time"],
+        create_time=m["create_time"],
+        update_time=m["update_time"],
+    )
+
+
+def _secret(row: Row[Any]) -> SecretRecord:
+    m = row._mapping
+    return SecretRecord(
+        id=m["id"],
+        callback_config_id=m["callback_config_id"],
+        sealed=Sealed(m["key_id"], m["ciphertext"]),
+        create_time=m["create_time"],
+        expire_time=m["expire_time"],
+        retire_time=m["retire_time"],
+    )
+
+
+async def ensure_partner(conn: AsyncConnection, partner_id: str, now: datetime) -> None:
+    """Creates the partner's notification profile unless it exists (race-free)."""
+    await conn.execute(_ENSURE_PARTNER[conn.dialect.name], {"id": partner_id, "create_time": now})
+
+
+async def insert_config(conn: AsyncConnection, record: ConfigRecord) -> None:
+    """Inserts a configuration row."""
+    await conn.execute(
+        _INSERT_CONFIG,
+        {
+            "id": record.id,
+            "partner_id": record.partner_id,
+            "callback_url": record.callback_url,
+            "contact_email": record.contact_email,
+            "request_timeout_seconds": record.request_timeout_seconds,
+            "api_key_key_id": record.api_key.key_id,
+            "api_key_ciphertext": record.api_key.blob,
+            "secret_expire_time": record.secret_expire_time,
+            "create_time": record.create_time,
+            "update_time": record.update_time,
+        },
+    )
+
+
+async def get_config(
+    conn: AsyncConnection, partner_id: str, config_id: str, *, for_update: bool = False
+) -> ConfigRecord | None:
+    """The partner's configuration, optionally row-locked; None if absent or not theirs."""
+    stmt = _GET_CONFIG_FOR_UPDATE if for_update else _GET_CONFIG
+    row = (await conn.execute(stmt, {"config_id": config_id, "partner_id": partner_id})).first()
+    return _config(row) if row else None
+
+
+async def list_configs(
+    conn: AsyncConnection,
+    partner_id: str,
+    *,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[ConfigRecord]:
+    """Up to ``limit`` configurations, oldest first, after a keyset cursor."""
+    stmt = select(callback_configs).where(_configs.partner_id == partner_id)
+    if after is not None:
+        stmt = stmt.where(tuple_(_configs.create_time, _configs.id) > tuple_(*after))
+    stmt = stmt.order_by(_configs.create_time, _configs.id).limit(limit)
+    return [_config(row) for row in await conn.execute(stmt)]
+
+
+async def update_config(conn: AsyncConnection, config_id: str, values: Mapping[str, Any]) -> None:
+    """Updates columns of one configuration (``api_key`` given as Sealed)."""
+    columns = dict(values)
+    sealed = columns.pop("api_key", None)
+    if isinstance(sealed, Sealed):
+        columns["api_key_key_id"] = sealed.key_id
+        columns["api_key_ciphertext"] = sealed.blob
+    columns["b_config_id"] = config_id
+    await conn.execute(_UPDATE_CONFIG, columns)
+
+
+async def delete_config(conn: AsyncConnection, config_id: str) -> None:
+    """Deletes a configuration and its secrets."""
+    await conn.execute(delete(callback_secrets).where(_secrets.callback_config_id == config_id))
+    await conn.execute(delete(callback_configs).where(_configs.id == config_id))
+
+
+async def insert_secret(conn: AsyncConnection, record: SecretRecord) -> None:
+    """Inserts a sealed secret."""
+    await conn.execute(
+        _INSERT_SECRET,
+        {
+            "id": record.id,
+            "callback_config_id": record.callback_config_id,
+            "key_id": record.sealed.key_id,
+            "ciphertext": record.sealed.blob,
+            "create_time": record.create_time,
+            "expire_time": record.expire_time,
+            "retire_time": record.retire_time,
+        },
+    )
+
+
+async def list_secrets(conn: AsyncConnection, config_id: str) -> list[SecretRecord]:
+    """Every stored secret of a configuration."""
+    return [_secret(row) for row in await conn.execute(_LIST_SECRETS, {"config_id": config_id})]
+
+
+async def live_secrets(
+    conn: AsyncConnection, partner_id: str, config_id: str, now: datetime
+) -> tuple[bool, list[SecretRecord]]:
+    """Whether the partner's configuration exists, and its secrets not yet
+    ended at ``now``, in one round trip."""
+    params = {"config_id": config_id, "partner_id": partner_id, "now": now}
+    rows = (await conn.execute(_LIVE_SECRETS, params)).all()
+    if not rows:
+        return False, []
+    return True, [_secret(row) for row in rows if row._mapping["id"] is not None]
+
+
+async def lock_with_secrets(
+    conn: AsyncConnection, partner_id: str, config_id: str
+) -> list[SecretRecord] | None:
+    """Row-locks the partner's configuration, then reads all its secrets; None
+    when it does not exist or is not theirs.
+
+    Two statements on purpose: under READ COMMITTED a locking read that waited
+    for a concurrent refresh sees that refresh's commit only in statements
+    started after the lock was granted. A join in the locking statement would
+    read the secrets as they were before, and concurrent refreshes would
+    stack up active secrets.
+    """
+    params = {"config_id": config_id, "partner_id": partner_id}
+    if (await conn.execute(_LOCK_CONFIG, params)).first() is None:
+        return None
+    return await list_secrets(conn, config_id)
+
+
+async def retire_secrets(conn: AsyncConnection, retirements: Mapping[str, datetime]) -> None:
+    """Sets each secret's retire time."""
+    for secret_id, when in retirements.items():
+        await conn.execute(_RETIRE_SECRET, {"b_secret_id": secret_id, "retire_time": when})
+
+
+async def delete_secrets(conn: AsyncConnection, secret_ids: Iterable[str]) -> None:
+    """Deletes secrets that can never sign again."""
+    ids = list(secret_ids)
+    if ids:
+        await conn.execute(delete(callback_secrets).where(_secrets.id.in_(ids)))
+
+
+async def sealed_under_other_keys(
+    conn: AsyncConnection, primary_key_id: str, limit: int
+) -> tuple[list[ConfigRecord], list[SecretRecord]]:
+    """Rows still sealed under an older key, a batch at a time, row-locked."""
+    configs = await conn.execute(
+        select(callback_configs)
+        .where(_configs.api_key_key_id != primary_key_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    secrets = await conn.execute(
+        select(callback_secrets)
+        .where(_secrets.key_id != primary_key_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_config(r) for r in configs], [_secret(r) for r in secrets]
+
+
+async def reseal_secret(conn: AsyncConnection, secret_id: str, sealed: Sealed) -> None:
+    """Replaces a secret's ciphertext (key rotation)."""
+    await conn.execute(
+        update(callback_secrets)
+        .where(_secrets.id == secret_id)
+        .values(key_id=sealed.key_id, ciphertext=sealed.blob)
+    )

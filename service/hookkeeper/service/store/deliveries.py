@@ -1,0 +1,650 @@
+"""Repository functions for events, subscriptions, the delivery queue and the
+attempt log. Each takes the connection of a transaction opened by the caller.
+
+The queue's claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+concurrent dispatchers never pick the same row; on SQLite the clause is left
+out and the claiming transaction's ``BEGIN IMMEDIATE`` writer lock does the
+same job. A claimed row stays PENDING with ``next_attempt_time`` pushed to the
+end of its lease: if the dispatcher dies, the row simply falls due again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.store.delivery_tables import (
+    notification_attempts,
+    notification_deliveries,
+    notification_events,
+    notification_subscriptions,
+)
+from hookkeeper.service.store.tables import UTCDateTime, callback_configs
+
+_events = notification_events.c
+_subs = notification_subscriptions.c
+_deliveries = notification_deliveries.c
+_attempts = notification_attempts.c
+_configs = callback_configs.c
+
+PENDING = "PENDING"
+DELIVERED = "DELIVERED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+
+EVENT = "EVENT"
+TEST = "TEST"
+CONNECTIVITY_CHECK = "CONNECTIVITY_CHECK"
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A notification_events row."""
+
+    id: str
+    partner_id: str
+    event_type: str
+    event_id: str
+    payload: str
+    is_test: bool
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """A notification_subscriptions row."""
+
+    partner_id: str
+    event_type: str
+    callback_config_id: str
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A notification_deliveries row with its event's id and type."""
+
+    id: str
+    partner_id: str
+    kind: str
+    event_pk: str | None
+    callback_config_id: str
+    transaction_id: str
+    state: str
+    attempt_count: int
+    round_failures: int
+    next_attempt_time: datetime | None
+    last_error: str | None
+    create_time: datetime
+    update_time: datetime
+    event_id: str = ""
+    event_type: str = ""
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """A notification_attempts row with its delivery's context."""
+
+    id: str
+    delivery_id: str
+    partner_id: str
+    attempt_number: int
+    start_time: datetime
+    latency_ms: int
+    http_status: int
+    succeeded: bool
+    error: str
+    dispatcher: str
+    kind: str = EVENT
+    callback_config_id: str = ""
+    transaction_id: str = ""
+    event_id: str = ""
+    event_type: str = ""
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    """What a sender needs of a configuration (the API key stays sealed)."""
+
+    config_id: str
+    callback_url: str
+    request_timeout_seconds: int
+    api_key: Sealed
+
+    def __repr__(self) -> str:
+        return f"TargetRecord(config_id={self.config_id!r}, api_key=<sealed>)"
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery leased to one dispatcher, with everything needed to send it."""
+
+    delivery: DeliveryRecord
+    lease_token: str
+    event: EventRecord | None
+    # None when the configuration no longer exists.
+    target: TargetRecord | None
+
+
+# Statements are built once, with bound parameters (as in callback_configs.py):
+# building SQLAlchemy constructs per call is a large share of the CPU time of
+# the dispatcher's and publisher's hot paths.
+def _insert_ignoring(table: Any, unique: list[str]) -> dict[str, Any]:
+    """INSERT ... ON CONFLICT DO NOTHING per dialect name (a repeat is no error)."""
+    return {
+        name: dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
+        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    }
+
+
+_INSERT_EVENT = _insert_ignoring(notification_events, ["partner_id", "event_id"])
+_GET_EVENT = select(notification_events).where(
+    _events.partner_id == bindparam("partner_id"), _events.event_id == bindparam("event_id")
+)
+_INSERT_SUBSCRIPTION = _insert_ignoring(notification_subscriptions, ["partner_id", "event_type"])
+_GET_SUBSCRIPTION = select(notification_subscriptions).where(
+    _subs.partner_id == bindparam("partner_id"), _subs.event_type == bindparam("event_type")
+)
+_INSERT_DELIVERY = insert(notification_deliveries)
+_INSERT_ATTEMPT = insert(notification_attempts)
+_DUE = (
+    select(_deliveries.id, _configs.request_timeout_seconds)
+    .select_from(
+        notification_deliveries.outerjoin(
+            callback_configs, _configs.id == _deliveries.callback_config_id
+        )
+    )
+    .where(_deliveries.state == PENDING, _deliveries.next_attempt_time <= bindparam("now"))
+    .order_by(_deliveries.next_attempt_time)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=notification_deliveries)
+)
+_lease_end = bindparam("lease_end", type_=UTCDateTime)
+_LEASE = (
+    update(notification_deliveries)
+    .where(_deliveries.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        lease_owner=bindparam("owner"),
+        lease_token=bindparam("token"),
+        lease_expire_time=_lease_end,
+        next_attempt_time=_lease_end,
+        attempt_count=_deliveries.attempt_count + 1,
+        update_time=bindparam("now", type_=UTCDateTime),
+    )
+)
+_CLAIMED_DETAILS = (
+    select(
+        notification_deliveries,
+        _events.id.label("e_id"),
+        _events.partner_id.label("e_partner_id"),
+        _events.event_type.label("e_event_type"),
+        _events.event_id.label("e_event_id"),
+        _events.payload.label("e_payload"),
+        _events.is_test.label("e_is_test"),
+        _events.create_time.label("e_create_time"),
+        _configs.id.label("c_id"),
+        _configs.callback_url.label("c_callback_url"),
+        _configs.request_timeout_seconds.label("c_timeout"),
+        _configs.api_key_key_id.label("c_key_id"),
+        _configs.api_key_ciphertext.label("c_key_blob"),
+    )
+    .select_from(
+        notification_deliveries.outerjoin(
+            notification_events, _events.id == _deliveries.event_pk
+        ).outerjoin(callback_configs, _configs.id == _deliveries.callback_config_id)
+    )
+    .where(_deliveries.id.in_(bindparam("ids", expanding=True)))
+)
+# See settle_many for why the lease token and the state are in the WHERE.
+_SETTLE = (
+    update(notification_deliveries)
+    .where(
+        _deliveries.id == bindparam("b_id"),
+        _deliveries.lease_token == bindparam("b_token"),
+        _deliveries.state == PENDING,
+    )
+    .values(
+        state=bindparam("b_state"),
+        round_failures=bindparam("b_round_failures"),
+        next_attempt_time=bindparam("b_next", type_=UTCDateTime),
+        lease_owner=None,
+        lease_token=None,
+        lease_expire_time=None,
+        last_error=bindparam("b_error"),
+        update_time=bindparam("b_now", type_=UTCDateTime),
+    )
+)
+
+
+def _event(m: Any) -> EventRecord:
+    return EventRecord(
+        id=m["id"],
+        partner_id=m["partner_id"],
+        event_type=m["event_type"],
+        event_id=m["event_id"],
+        payload=m["payload"],
+        is_test=bool(m["is_test"]),
+        create_time=m["create_time"],
+    )
+
+
+def _subscription(row: Row[Any]) -> SubscriptionRecord:
+    m = row._mapping
+    return SubscriptionRecord(
+        m["partner_id"],
+        m["event_type"],
+        m["callback_config_id"],
+        m["create_time"],
+        m["update_time"],
+    )
+
+
+def _delivery(m: Any) -> DeliveryRecord:
+    return DeliveryRecord(
+        id=m["id"],
+        partner_id=m["partner_id"],
+        kind=m["kind"],
+        event_pk=m["event_pk"],
+        callback_config_id=m["callback_config_id"],
+        transaction_id=m["transaction_id"],
+        state=m["state"],
+        attempt_count=m["attempt_count"],
+        round_failures=m["round_failures"],
+        next_attempt_time=m["next_attempt_time"],
+        last_error=m["last_error"],
+        create_time=m["create_time"],
+        update_time=m["update_time"],
+        event_id=m.get("ev_event_id") or "",
+        event_type=m.get("ev_event_type") or "",
+    )
+
+
+# --- events ---------------------------------------------------------------
+
+
+async def insert_event(conn: AsyncConnection, record: EventRecord) -> tuple[EventRecord, bool]:
+    """Stores the event unless the partner already published its event id;
+    returns the stored event and whether this call inserted it."""
+    result = await conn.execute(
+        _INSERT_EVENT[conn.dialect.name],
+        {
+            "id": record.id,
+            "partner_id": record.partner_id,
+            "event_type": record.event_type,
+            "event_id": record.event_id,
+            "payload": record.payload,
+            "is_test": record.is_test,
+            "create_time": record.create_time,
+        },
+    )
+    if result.rowcount == 1:
+        return record, True
+    row = (
+        await conn.execute(
+            _GET_EVENT, {"partner_id": record.partner_id, "event_id": record.event_id}
+        )
+    ).one()
+    return _event(row._mapping), False
+
+
+# --- subscriptions --------------------------------------------------------
+
+
+async def get_subscription(
+    conn: AsyncConnection, partner_id: str, event_type: str
+) -> SubscriptionRecord | None:
+    """The partner's subscription of an event type, if any."""
+    row = (
+        await conn.execute(_GET_SUBSCRIPTION, {"partner_id": partner_id, "event_type": event_type})
+    ).first()
+    return _subscription(row) if row else None
+
+
+async def insert_subscription(conn: AsyncConnection, record: SubscriptionRecord) -> bool:
+    """Inserts a subscription; False when the partner already has one for the type."""
+    result = await conn.execute(
+        _INSERT_SUBSCRIPTION[conn.dialect.name],
+        {
+            "partner_id": record.partner_id,
+            "event_type": record.event_type,
+            "callback_config_id": record.callback_config_id,
+            "create_time": record.create_time,
+            "update_time": record.update_time,
+        },
+    )
+    return bool(result.rowcount == 1)
+
+
+async def list_subscriptions(conn: AsyncConnection, partner_id: str) -> list[SubscriptionRecord]:
+    """Every subscription of the partner, ordered by event type."""
+    stmt = (
+        select(notification_subscriptions)
+        .where(_subs.partner_id == partner_id)
+        .order_by(_subs.event_type)
+    )
+    return [_subscription(r) for r in await conn.execute(stmt)]
+
+
+async def move_subscription(
+    conn: AsyncConnection, partner_id: str, event_type: str, config_id: str, now: datetime
+) -> bool:
+    """Points a subscription at another configuration; False when it does not exist."""
+    result = await conn.execute(
+        update(notification_subscriptions)
+        .where(_subs.partner_id == partner_id, _subs.event_type == event_type)
+        .values(callback_config_id=config_id, update_time=now)
+    )
+    return bool(result.rowcount == 1)
+
+
+async def delete_subscription(conn: AsyncConnection, partner_id: str, event_type: str) -> bool:
+    """Removes a subscription; False when it did not exist."""
+    result = await conn.execute(
+        delete(notification_subscriptions).where(
+            _subs.partner_id == partner_id, _subs.event_type == event_type
+        )
+    )
+    return bool(result.rowcount == 1)
+
+
+async def config_exists(conn: AsyncConnection, partner_id: str, config_id: str) -> bool:
+    """Whether the partner owns the configuration."""
+    row = (
+        await conn.execute(
+            select(_configs.id).where(_configs.id == config_id, _configs.partner_id == partner_id)
+        )
+    ).first()
+    return row is not None
+
+
+# --- deliveries -----------------------------------------------------------
+
+
+def new_delivery(
+    *, partner_id: str, kind: str, event_pk: str | None, config_id: str, now: datetime
+) -> DeliveryRecord:
+    """A fresh PENDING delivery due now, with its own transactionId."""
+    return DeliveryRecord(
+        id=str(uuid.uuid4()),
+        partner_id=partner_id,
+        kind=kind,
+        event_pk=event_pk,
+        callback_config_id=config_id,
+        transaction_id=str(uuid.uuid4()),
+        state=PENDING,
+        attempt_count=0,
+        round_failures=0,
+        next_attempt_time=now,
+        last_error=None,
+        create_time=now,
+        update_time=now,
+    )
+
+
+async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None:
+    """Queues a delivery."""
+    await conn.execute(
+        _INSERT_DELIVERY,
+        {
+            "id": record.id,
+            "partner_id": record.partner_id,
+            "kind": record.kind,
+            "event_pk": record.event_pk,
+            "callback_config_id": record.callback_config_id,
+            "transaction_id": record.transaction_id,
+            "state": record.state,
+            "attempt_count": record.attempt_count,
+            "round_failures": record.round_failures,
+            "next_attempt_time": record.next_attempt_time,
+            "last_error": record.last_error,
+            "create_time": record.create_time,
+            "update_time": record.update_time,
+        },
+    )
+
+
+def _delivery_select() -> Any:
+    return select(
+        notification_deliveries,
+        _events.event_id.label("ev_event_id"),
+        _events.event_type.label("ev_event_type"),
+    ).select_from(
+        notification_deliveries.outerjoin(notification_events, _events.id == _deliveries.event_pk)
+    )
+
+
+async def deliveries_of_event(conn: AsyncConnection, event_pk: str) -> list[DeliveryRecord]:
+    """The deliveries queued for an event."""
+    stmt = _delivery_select().where(_deliveries.event_pk == event_pk)
+    return [_delivery(r._mapping) for r in await conn.execute(stmt)]
+
+
+async def get_delivery(
+    conn: AsyncConnection, partner_id: str, delivery_id: str
+) -> DeliveryRecord | None:
+    """The partner's delivery; None when absent or another partner's."""
+    stmt = _delivery_select().where(
+        _deliveries.id == delivery_id, _deliveries.partner_id == partner_id
+    )
+    row = (await conn.execute(stmt)).first()
+    return _delivery(row._mapping) if row else None
+
+
+async def cancel_for_config(conn: AsyncConnection, config_id: str, now: datetime) -> int:
+    """Cancels every pending delivery to a configuration (it is being deleted)."""
+    result = await conn.execute(
+        update(notification_deliveries)
+        .where(_deliveries.callback_config_id == config_id, _deliveries.state == PENDING)
+        .values(
+            state=CANCELLED,
+            next_attempt_time=None,
+            lease_owner=None,
+            lease_token=None,
+            lease_expire_time=None,
+            last_error="the callback configuration was deleted",
+            update_time=now,
+        )
+    )
+    return int(result.rowcount)
+
+
+async def requeue(conn: AsyncConnection, delivery_id: str, now: datetime) -> None:
+    """Starts a new round of attempts for a finished delivery (redelivery)."""
+    await conn.execute(
+        update(notification_deliveries)
+        .where(_deliveries.id == delivery_id)
+        .values(
+            state=PENDING,
+            round_failures=0,
+            next_attempt_time=now,
+            lease_owner=None,
+            lease_token=None,
+            lease_expire_time=None,
+            update_time=now,
+        )
+    )
+
+
+async def claim_due(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    limit: int,
+    owner: str,
+    token: str,
+    lease_margin: timedelta,
+) -> list[ClaimedDelivery]:
+    """Leases up to ``limit`` due deliveries to ``owner`` and returns them.
+
+    Each lease lasts the target's request timeout plus ``lease_margin``; the
+    row's ``next_attempt_time`` moves to the lease's end, so a dispatcher that
+    dies mid-flight leaves the row due again once the lease runs out.
+    """
+    rows = (await conn.execute(_DUE, {"now": now, "limit": limit})).all()
+    if not rows:
+        return []
+    by_timeout: dict[int, list[str]] = defaultdict(list)
+    for row in rows:
+        by_timeout[int(row.request_timeout_seconds or 0)].append(row.id)
+    for timeout, ids in by_timeout.items():
+        lease_end = now + timedelta(seconds=timeout) + lease_margin
+        await conn.execute(
+            _LEASE,
+            {"ids": ids, "owner": owner, "token": token, "lease_end": lease_end, "now": now},
+        )
+    claimed = []
+    leased = [row.id for row in rows]
+    for row in await conn.execute(_CLAIMED_DETAILS, {"ids": leased}):
+        m = row._mapping
+        event = None
+        if m["e_id"] is not None:
+            event = EventRecord(
+                id=m["e_id"],
+                partner_id=m["e_partner_id"],
+                event_type=m["e_event_type"],
+                event_id=m["e_event_id"],
+                payload=m["e_payload"],
+                is_test=bool(m["e_is_test"]),
+                create_time=m["e_create_time"],
+            )
+        target = None
+        if m["c_id"] is not None:
+            target = TargetRecord(
+                m["c_id"],
+                m["c_callback_url"],
+                m["c_timeout"],
+                Sealed(m["c_key_id"], m["c_key_blob"]),
+            )
+        delivery = _delivery(
+            {
+                **m,
+                "ev_event_id": event.event_id if event else "",
+                "ev_event_type": event.event_type if event else "",
+            }
+        )
+        claimed.append(ClaimedDelivery(delivery, token, event, target))
+    return claimed
+
+
+async def settle_many(conn: AsyncConnection, settlements: Sequence[Mapping[str, Any]]) -> None:
+    """Writes claimed deliveries' outcomes in one statement. Each mapping has
+    ``b_id``, ``b_token``, ``b_state``, ``b_round_failures``, ``b_next``,
+    ``b_error`` and ``b_now``. A row is written only while its lease is still
+    ours and it is still PENDING: the token fences off a dispatcher whose
+    lease ran out, and a cancellation is never undone."""
+    if not settlements:
+        return
+    await conn.execute(_SETTLE, list(settlements))
+
+
+async def finish_unleased(
+    conn: AsyncConnection, delivery_id: str, *, state: str, error: str | None, now: datetime
+) -> None:
+    """Sets the final state of a delivery that was never queued (a test send)."""
+    await conn.execute(
+        update(notification_deliveries)
+        .where(_deliveries.id == delivery_id)
+        .values(state=state, next_attempt_time=None, last_error=error, update_time=now)
+    )
+
+
+# --- attempts -------------------------------------------------------------
+
+
+async def insert_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> None:
+    """Appends attempts to the log."""
+    if not records:
+        return
+    await conn.execute(
+        _INSERT_ATTEMPT,
+        [
+            {
+                "id": r.id,
+                "delivery_id": r.delivery_id,
+                "partner_id": r.partner_id,
+                "attempt_number": r.attempt_number,
+                "start_time": r.start_time,
+                "latency_ms": r.latency_ms,
+                "http_status": r.http_status,
+                "succeeded": r.succeeded,
+                "error": r.error,
+                "dispatcher": r.dispatcher,
+            }
+            for r in records
+        ],
+    )
+
+
+async def list_attempts(
+    conn: AsyncConnection,
+    partner_id: str,
+    *,
+    delivery_id: str | None,
+    event_id: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[AttemptRecord]:
+    """Up to ``limit`` attempts, newest first, before a keyset cursor."""
+    stmt = (
+        select(
+            notification_attempts,
+            _deliveries.kind,
+            _deliveries.callback_config_id,
+            _deliveries.transaction_id,
+            _events.event_id,
+            _events.event_type,
+        )
+        .select_from(
+            notification_attempts.join(
+                notification_deliveries, _deliveries.id == _attempts.delivery_id
+            ).outerjoin(notification_events, _events.id == _deliveries.event_pk)
+        )
+        .where(_attempts.partner_id == partner_id)
+    )
+    if delivery_id is not None:
+        stmt = stmt.where(_attempts.delivery_id == delivery_id)
+    if event_id is not None:
+        stmt = stmt.where(_events.event_id == event_id)
+    if before is not None:
+        stmt = stmt.where(tuple_(_attempts.start_time, _attempts.id) < tuple_(*before))
+    stmt = stmt.order_by(_attempts.start_time.desc(), _attempts.id.desc()).limit(limit)
+    out = []
+    for row in await conn.execute(stmt):
+        m = row._mapping
+        out.append(
+            AttemptRecord(
+                id=m["id"],
+                delivery_id=m["delivery_id"],
+                partner_id=m["partner_id"],
+                attempt_number=m["attempt_number"],
+                start_time=m["start_time"],
+                latency_ms=m["latency_ms"],
+                http_status=m["http_status"],
+                succeeded=bool(m["succeeded"]),
+                error=m["error"],
+                dispatcher=m["dispatcher"],
+                kind=m["kind"],
+                callback_config_id=m["callback_config_id"],
+                transaction_id=m["transaction_id"],
+                event_id=m["event_id"] or "",
+                event_type=m["event_type"] or "",
+            )
+        )
+    return out
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    """Deliveries per state (operators, benchmarks)."""
+    stmt = select(_deliveries.state, func.count()).group_by(_deliveries.state)
+    return {state: int(n) for state, n in await conn.execute(stmt)}

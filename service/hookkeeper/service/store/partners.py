@@ -1,0 +1,93 @@
+"""Repository functions for partner accounts and their hashed tokens.
+
+Each takes the connection of a transaction opened by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookkeeper.service.store.partner_tables import partner_accounts, partner_tokens
+
+_accounts = partner_accounts.c
+_tokens = partner_tokens.c
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """A stored partner account."""
+
+    partner_id: str
+    display_name: str
+    create_time: datetime
+
+
+async def insert_account(conn: AsyncConnection, record: AccountRecord) -> None:
+    """Inserts a partner account row (its `partners` row must exist)."""
+    await conn.execute(
+        insert(partner_accounts).values(
+            partner_id=record.partner_id,
+            display_name=record.display_name,
+            create_time=record.create_time,
+        )
+    )
+
+
+async def get_account(conn: AsyncConnection, partner_id: str) -> AccountRecord | None:
+    """The account, or None."""
+    row = (
+        await conn.execute(select(partner_accounts).where(_accounts.partner_id == partner_id))
+    ).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return AccountRecord(m["partner_id"], m["display_name"], m["create_time"])
+
+
+async def insert_token(
+    conn: AsyncConnection, token_id: str, partner_id: str, digest: str, now: datetime
+) -> None:
+    """Stores a token's hash for the partner."""
+    await conn.execute(
+        insert(partner_tokens).values(
+            id=token_id, partner_id=partner_id, token_sha256=digest, create_time=now
+        )
+    )
+
+
+async def account_by_token(conn: AsyncConnection, digest: str) -> AccountRecord | None:
+    """The account holding the unrevoked token with this hash, or None."""
+    stmt = (
+        select(partner_accounts)
+        .join(partner_tokens, _tokens.partner_id == _accounts.partner_id)
+        .where(_tokens.token_sha256 == digest, _tokens.revoke_time.is_(None))
+    )
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        return None
+    m = row._mapping
+    return AccountRecord(m["partner_id"], m["display_name"], m["create_time"])
+
+
+async def revoke_by_hash(conn: AsyncConnection, digest: str, now: datetime) -> int:
+    """Revokes the token with this hash; the number revoked (0 or 1)."""
+    result = await conn.execute(
+        update(partner_tokens)
+        .where(_tokens.token_sha256 == digest, _tokens.revoke_time.is_(None))
+        .values(revoke_time=now)
+    )
+    return int(result.rowcount)
+
+
+async def revoke_all(conn: AsyncConnection, partner_id: str, now: datetime) -> int:
+    """Revokes every live token of the partner; how many."""
+    result = await conn.execute(
+        update(partner_tokens)
+        .where(_tokens.partner_id == partner_id, _tokens.revoke_time.is_(None))
+        .values(revoke_time=now)
+    )
+    return int(result.rowcount)
