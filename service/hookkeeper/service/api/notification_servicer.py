@@ -11,7 +11,6 @@ from google.protobuf import duration_pb2
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import timestamp
-from hookkeeper.service.api.errors import maps_errors
 from hookkeeper.service.app.notifications import Notifications
 from hookkeeper.service.domain import event_types
 from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
@@ -134,7 +133,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
     def __init__(self, notifications: Notifications) -> None:
         self._notifications = notifications
 
-    @maps_errors
     async def ListEventTypes(
         self, request: pb.ListEventTypesRequest, context: Context
     ) -> pb.ListEventTypesResponse:
@@ -143,7 +141,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             event_types=[event_type_message(t) for t in self._notifications.event_types()]
         )
 
-    @maps_errors
     async def CreateSubscription(
         self, request: pb.CreateSubscriptionRequest, context: Context
     ) -> pb.CreateSubscriptionResponse:
@@ -156,7 +153,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         )
         return pb.CreateSubscriptionResponse(subscription=subscription_message(record))
 
-    @maps_errors
     async def ListSubscriptions(
         self, request: pb.ListSubscriptionsRequest, context: Context
     ) -> pb.ListSubscriptionsResponse:
@@ -167,7 +163,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             subscriptions=[subscription_message(r) for r in records]
         )
 
-    @maps_errors
     async def UpdateSubscription(
         self, request: pb.UpdateSubscriptionRequest, context: Context
     ) -> pb.UpdateSubscriptionResponse:
@@ -178,7 +173,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         )
         return pb.UpdateSubscriptionResponse(subscription=subscription_message(record))
 
-    @maps_errors
     async def DeleteSubscription(
         self, request: pb.DeleteSubscriptionRequest, context: Context
     ) -> pb.DeleteSubscriptionResponse:
@@ -187,7 +181,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         await self._notifications.unsubscribe(name)
         return pb.DeleteSubscriptionResponse(name=str(name))
 
-    @maps_errors
     async def PublishEvent(
         self, request: pb.PublishEventRequest, context: Context
     ) -> pb.PublishEventResponse:
@@ -202,7 +195,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             duplicate=published.duplicate,
         )
 
-    @maps_errors
     async def SendTestNotification(
         self, request: pb.SendTestNotificationRequest, context: Context
     ) -> pb.SendTestNotificationResponse:
@@ -220,7 +212,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             attempt=attempt_message(attempt),
         )
 
-    @maps_errors
     async def ListDeliveryAttempts(
         self, request: pb.ListDeliveryAttemptsRequest, context: Context
     ) -> pb.ListDeliveryAttemptsResponse:
@@ -233,7 +224,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             delivery_attempts=[attempt_message(r) for r in records], next_page_token=token
         )
 
-    @maps_errors
     async def RedeliverNotification(
         self, request: pb.RedeliverNotificationRequest, context: Context
     ) -> pb.RedeliverNotificationResponse:
