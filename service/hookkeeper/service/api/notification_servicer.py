@@ -12,7 +12,7 @@ from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import timestamp
 from hookkeeper.service.app.notifications import Notifications
-from hookkeeper.service.domain import event_types
+from hookkeeper.service.domain import event_types, paging
 from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.delivery_names import (
     SubscriptionName,
@@ -136,7 +136,9 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
     async def ListEventTypes(
         self, request: pb.ListEventTypesRequest, context: Context
     ) -> pb.ListEventTypesResponse:
-        """Returns the whole catalogue."""
+        """Returns the whole catalogue (one page: it issues no page tokens)."""
+        paging.page_size(request.page_size)
+        paging.no_page_token(request.page_token)
         return pb.ListEventTypesResponse(
             event_types=[event_type_message(t) for t in self._notifications.event_types()]
         )
@@ -156,8 +158,11 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
     async def ListSubscriptions(
         self, request: pb.ListSubscriptionsRequest, context: Context
     ) -> pb.ListSubscriptionsResponse:
-        """Returns every subscription of the partner."""
+        """Returns every subscription of the partner (one page: at most one
+        per event type, so it issues no page tokens)."""
         partner_id = parse_partner(request.parent)
+        paging.page_size(request.page_size)
+        paging.no_page_token(request.page_token)
         records = await self._notifications.subscriptions(partner_id)
         return pb.ListSubscriptionsResponse(
             subscriptions=[subscription_message(r) for r in records]
