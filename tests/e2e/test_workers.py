@@ -22,8 +22,8 @@ from google.protobuf import field_mask_pb2
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.service.crypto.keyring import generate_key_entry
-from tests.conftest import sqlite_url
 from tests.support.processes import Process, base_env, free_port, run_cli, start
+from tests.support.sqlite import sqlite_url
 from tests.support.workers import (
     connections_per_worker,
     separate_channels,
