@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 # Section modules, in report order. Each capability adds its own.
-SECTIONS = ["bench.grpc_api", "bench.telemetry", "bench.delivery", "bench.gateway"]
+SECTIONS = ["bench.grpc_api", "bench.workers", "bench.telemetry", "bench.delivery", "bench.gateway"]
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
