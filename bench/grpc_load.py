@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -189,6 +190,13 @@ async def _measure(
         )
     )
     names = [c.callback_config.name for c in created]
+    # Reads over many stored rows rather than the callers' own (bench.scale).
+    spread: list[str] = args.spread
+    rng = random.Random(7)
+
+    def target(i: int) -> str:
+        return rng.choice(spread) if spread else names[i]
+
     # The echo carries what a Get carries, and the same metadata.
     echo_body = configs_pb.GetCallbackConfigRequest(name=names[0]).SerializeToString()
 
@@ -196,7 +204,7 @@ async def _measure(
         return await pick(echo_calls, i)(echo_body, metadata=metadata)
 
     async def do_get(i: int, n: int) -> object:
-        request = configs_pb.GetCallbackConfigRequest(name=names[i])
+        request = configs_pb.GetCallbackConfigRequest(name=target(i))
         return await pick(config_stubs, i).GetCallbackConfig(request, metadata=metadata)
 
     async def do_create(i: int, n: int) -> object:
@@ -213,7 +221,7 @@ async def _measure(
         return await pick(secret_stubs, i).RefreshSecret(request, metadata=metadata)
 
     async def do_sign(i: int, n: int) -> object:
-        request = secrets_pb.SignNotificationRequest(name=names[i], payload=PAYLOAD)
+        request = secrets_pb.SignNotificationRequest(name=target(i), payload=PAYLOAD)
         return await pick(secret_stubs, i).SignNotification(request, metadata=metadata)
 
     async def do_health(i: int, n: int) -> object:
@@ -253,8 +261,13 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--names-file", help="configuration names (one a line) Get and Sign pick from at random"
+    )
     parser.add_argument("--ops", default="echo,health,get,sign,create,refresh,echo")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.spread = Path(args.names_file).read_text().split() if args.names_file else []
+    return args
 
 
 if __name__ == "__main__":
