@@ -72,7 +72,7 @@ OPS = [
 AUTH = (("authorization", f"Bearer {TOKEN.split('=', 1)[1]}"),)
 
 
-async def _load(api: str, op: str, names_file: Path | None) -> dict[str, Any]:
+async def _load(api: str, pid: int, op: str, names_file: Path | None) -> dict[str, Any]:
     extra = ["--names-file", str(names_file)] if names_file else []
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -92,6 +92,8 @@ async def _load(api: str, op: str, names_file: Path | None) -> dict[str, Any]:
         str(WARMUP),
         "--ops",
         op,
+        "--api-pid",
+        str(pid),
         *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -211,6 +213,7 @@ def _summary(rounds: list[dict[str, Any]]) -> dict[str, float]:
         "rps": statistics.mean(r["rps"] for r in rounds),
         "p99_ms": statistics.median(r["p99_ms"] for r in rounds),
         "errors": sum(r["errors"] for r in rounds),
+        "cpu": statistics.median(r["server_cpu_ms"] or 0.0 for r in rounds),
     }
 
 
@@ -232,28 +235,31 @@ def _render(
         f"{CALLERS} concurrent callers, {SECONDS:g} s per operation after {WARMUP:g} s, read "
         f"cache off; {ROUNDS} rounds per operation, the empty and the seeded database one "
         "after the other (alternating which goes first); the table shows the median p99 and "
-        "the mean rate over the rounds. Get and Sign on the seeded database pick random rows "
+        "the mean rate over the rounds, and the serving process's CPU time per request "
+        "(median over the rounds), the steadiest measure of cost on a busy machine. Get and "
+        "Sign on the seeded database pick random rows "
         "from a sample across the whole table.",
         "",
         f"This machine's {os.cpu_count()} CPUs are shared with PostgreSQL, the load generator "
         "and whatever else runs: the rounds' individual p99s are listed so the noise shows.",
         "",
         "| operation | empty req/s | empty p99 ms | seeded req/s | seeded p99 ms "
-        "| p99 seeded / empty | errors | p99 per round, empty / seeded |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| p99 seeded / empty | server CPU ms/req, empty / seeded | errors "
+        "| p99 per round, empty / seeded | req/s per round, empty / seeded |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     targets = []
     for op, label in OPS:
         empty, full = _summary(results[(op, "empty")]), _summary(results[(op, "seeded")])
         ratio = full["p99_ms"] / empty["p99_ms"]
         errors = empty["errors"] + full["errors"]
-        rounds = ", ".join(
-            f"{a['p99_ms']:.0f}/{b['p99_ms']:.0f}"
-            for a, b in zip(results[(op, "empty")], results[(op, "seeded")], strict=True)
-        )
+        pairs = list(zip(results[(op, "empty")], results[(op, "seeded")], strict=True))
+        p99s = ", ".join(f"{a['p99_ms']:.0f}/{b['p99_ms']:.0f}" for a, b in pairs)
+        rates = ", ".join(f"{a['rps']:.0f}/{b['rps']:.0f}" for a, b in pairs)
         lines.append(
             f"| {label} | {empty['rps']:.0f} | {empty['p99_ms']:.2f} | {full['rps']:.0f} "
-            f"| {full['p99_ms']:.2f} | {ratio:.2f} | {errors:.0f} | {rounds} |"
+            f"| {full['p99_ms']:.2f} | {ratio:.2f} | {empty['cpu']:.2f} / {full['cpu']:.2f} "
+            f"| {errors:.0f} | {p99s} | {rates} |"
         )
         targets.append(
             (
@@ -316,7 +322,8 @@ async def measure() -> Section:
                     order = ("empty", "seeded") if round_ % 2 == 0 else ("seeded", "empty")
                     for name in order:
                         spread = names_file if name == "seeded" and op != "create" else None
-                        result = await _load(apis[name], op, spread)
+                        pid = servers[0 if name == "empty" else 1].popen.pid
+                        result = await _load(apis[name], pid, op, spread)
                         results.setdefault((op, name), []).append(result)
             pages = await _page_costs(apis["seeded"], BIG_PARTNER)
             plans = await _explain(full_url, report.sample_names[len(report.sample_names) // 2])

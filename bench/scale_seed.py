@@ -6,8 +6,8 @@ associated data, so Get and Sign work on every seeded row; sealing is the
 CPU-bound part, so it runs in one process per CPU, each sealing and copying
 its own slice of the rows over its own connection.
 
-One partner (``scale-big``) gets ``big`` configurations, the oldest; the rest
-are spread evenly over the other partners.
+One partner (``scale-big``) gets ``big`` configurations, spread evenly through
+the table; the rest are spread evenly over the other partners.
 """
 
 from __future__ import annotations
@@ -54,10 +54,13 @@ class Plan:
     big: int
 
     def partner(self, i: int) -> str:
-        """The partner of the ``i``-th configuration."""
-        if i < self.big:
+        """The partner of the ``i``-th configuration (in creation order): the
+        big partner's are spread evenly through the table, as a partner's
+        configurations made over years would be, not packed together."""
+        stride = self.configs // self.big
+        if i % stride == 0 and i // stride < self.big:
             return BIG_PARTNER
-        return f"scale-{1 + (i - self.big) % (self.partners - 1):05d}"
+        return f"scale-{1 + i % (self.partners - 1):05d}"
 
 
 @dataclass
