@@ -89,7 +89,7 @@ class Harness:
             build_schema(),
             stubs,
             GatewayConfig(SERVICE_TOKEN, max_body_bytes=1 << 20, request_timeout_seconds=CEILING),
-            auth.PartnerCache(cache_seconds, 100),
+            auth.PartnerCache(cache_seconds, 64 * 1024),
         )
         try:
             async with httpx.AsyncClient(
