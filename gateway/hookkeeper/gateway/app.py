@@ -65,6 +65,7 @@ class GatewayConfig:
     service_token: str = field(repr=False)  # a credential: never in a repr
     max_body_bytes: int
     request_timeout_seconds: float
+    max_query_bytes: int = body.MAX_QUERY_BYTES
 
 
 def _error_response(
@@ -227,7 +228,8 @@ class Gateway:
         if not self.health.available:
             raise _unavailable()
         try:
-            operation = body.operation(await body.read(request, self.config.max_body_bytes))
+            sent = await body.read(request, self.config.max_body_bytes)
+            operation = body.operation(sent, self.config.max_query_bytes)
         except body.BadBody as bad:
             return _error_response(bad.status, bad.code, str(bad), field=bad.field)
         try:

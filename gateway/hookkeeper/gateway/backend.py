@@ -24,7 +24,11 @@ from hookkeeper.gateway import rpc
 _log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_SECONDS = 0.25
-PROBE_TIMEOUT_SECONDS = 0.5
+PROBE_TIMEOUT_SECONDS = 1.0
+# A probe that times out may only mean this process's event loop was busy:
+# the service counts as gone after this many timeouts in a row. A refused
+# connection or NOT_SERVING counts at once.
+TIMEOUTS_BEFORE_UNAVAILABLE = 2
 # Retry-After of a 503: the probe notices recovery well within a second.
 RETRY_AFTER_SECONDS = 1
 
@@ -38,6 +42,7 @@ class ServiceHealth:
         # Until the first probe answers, requests go through (they fail on
         # their own if the service is not there).
         self.available = True
+        self._timeouts = 0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -62,7 +67,13 @@ class ServiceHealth:
                 "" if serving else health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             )
         except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                self._timeouts += 1
+                if self._timeouts < TIMEOUTS_BEFORE_UNAVAILABLE:
+                    return
             serving, reason = False, error.code().name
+        else:
+            self._timeouts = 0
         self._record(serving, reason)
 
     def _record(self, serving: bool, reason: str) -> None:

@@ -20,6 +20,8 @@ from hookkeeper.gateway import errors
 
 # The public inputs nest three levels; payload objects travel as strings.
 MAX_VARIABLE_DEPTH = 32
+# The public operations are a few hundred characters long.
+MAX_QUERY_BYTES = 64 * 1024
 
 
 class BadBody(Exception):
@@ -164,12 +166,10 @@ def _too_deep(text: str) -> BadBody:
             field=field,
         )
     where = ".".join(path) or "the request body"
-    return BadBody(
-        400, f'"{where}" nests deeper than {MAX_VARIABLE_DEPTH} levels', field=where
-    )
+    return BadBody(400, f'"{where}" nests deeper than {MAX_VARIABLE_DEPTH} levels', field=where)
 
 
-def operation(body: bytes) -> Operation:
+def operation(body: bytes, max_query_bytes: int = MAX_QUERY_BYTES) -> Operation:
     """The operation in a JSON body; BadBody (400) naming what is wrong."""
     try:
         payload = json.loads(body)
@@ -183,6 +183,15 @@ def operation(body: bytes) -> Operation:
     if not isinstance(query, str) or not query.strip():
         raise BadBody(
             400, '"query" must be a non-empty string holding a GraphQL document', field="query"
+        )
+    if len(query) > max_query_bytes:
+        # graphql-core lexes in Python, about 0.25 s per MB: a large document
+        # is refused before it costs that. Large values belong in variables.
+        raise BadBody(
+            400,
+            f'"query" exceeds {max_query_bytes} characters; pass large values '
+            "(such as API keys) as variables",
+            field="query",
         )
     if not _valid_unicode(query):
         raise _unicode_error("query", None)

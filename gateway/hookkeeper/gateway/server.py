@@ -39,6 +39,7 @@ def build_app(settings: Settings) -> Starlette:
         service_token=service_token(settings),
         max_body_bytes=settings.gateway_max_body_bytes,
         request_timeout_seconds=settings.gateway_request_timeout_seconds,
+        max_query_bytes=settings.gateway_max_query_bytes,
     )
     cache = auth.PartnerCache(
         settings.gateway_partner_cache_seconds, settings.gateway_partner_cache_bytes

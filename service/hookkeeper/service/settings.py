@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     gateway_service_token: SecretStr | None = None
     gateway_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     gateway_max_query_depth: int = Field(default=10, ge=3)
+    gateway_max_query_bytes: int = Field(default=64 * 1024, ge=1024)
     # Upper bound on one GraphQL request; a shorter `Request-Timeout` header wins.
     gateway_request_timeout_seconds: float = Field(default=10.0, gt=0)
     gateway_partner_cache_seconds: float = Field(default=30.0, ge=0)
