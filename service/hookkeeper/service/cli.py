@@ -69,6 +69,7 @@ def serve() -> None:
                     GaugeSampler(ctx).run,  # returns at once when metrics are off
                 ],
                 notifications=deliveries.notifications,
+                health_interval=settings.db_health_interval_seconds,
             )
         )
     finally:
