@@ -31,8 +31,8 @@ from hookkeeper.notifications.v1 import partner_pb2 as pt
 from hookkeeper.notifications.v1 import partner_pb2_grpc as pt_grpc
 from hookkeeper.notifications.v1 import secret_rotation_pb2 as sr
 from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as sr_grpc
-from tests.conftest import IN_CI
 from tests.integration.test_error_choke_point import every_method
+from tests.support.ci import skip_or_fail
 from tests.support.private_postgres import PrivateCluster, find_binaries, new_cluster
 from tests.support.processes import (
     Process,
@@ -58,10 +58,11 @@ CAME_BACK = "database reachable again"
 def cluster() -> Iterator[PrivateCluster]:
     bin_dir = find_binaries()
     if bin_dir is None:
-        reason = "no PostgreSQL server binaries (pg_ctl) under /usr/lib/postgresql/*/bin"
-        if IN_CI:
-            pytest.fail(f"CI requires them: {reason}")
-        pytest.skip(reason)
+        skip_or_fail(
+            "no PostgreSQL server binaries (pg_ctl) under /usr/lib/postgresql/*/bin",
+            "PostgreSQL's server binaries",
+        )
+        raise AssertionError("unreachable")
     private = new_cluster(bin_dir)
     try:
         private.start()

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # while it is away), docs/operations.md.
     db_health_interval_seconds: float = Field(default=1.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Processes of `serve` and `dispatcher` (0: one per CPU); docs/workers.md.
+    workers: int = Field(default=1, ge=0)
     # Read cache of `serve` on PostgreSQL (entry lifetime; 0 turns it off).
     read_cache_seconds: float = Field(default=10.0, ge=0)
     # Public GraphQL gateway (docs/gateway.md).
