@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     allow_insecure_callbacks: bool = False
     secret_validity_days: float = Field(default=365.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
+    # How long to wait for a new database connection (asyncpg's default is 60 s).
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # gRPC health probes the database this often while serving (5x a second
+    # while it is away), docs/operations.md.
+    db_health_interval_seconds: float = Field(default=1.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Processes of `serve` and `dispatcher` (0: one per CPU); docs/workers.md.
     workers: int = Field(default=1, ge=0)
