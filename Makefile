@@ -11,7 +11,7 @@ BUF := node_modules/.bin/buf
 # Where the helper scripts live (tests point it at stand-ins).
 SCRIPTS ?= ./scripts
 
-.PHONY: install system-deps-run system-deps-test test-services run serve migrate test test-unit lint proto proto-check breaking bench demo clean
+.PHONY: install system-deps-run system-deps-test test-services run serve migrate test test-unit lint proto proto-check breaking bench demo wheel-check clean
 
 ## Debian packages: Python's venv and Node for everything (`run`); headless
 ## Chromium as well for the tests (`test`). Each is a no-op once installed;
@@ -65,7 +65,7 @@ test-unit: $(STAMP)
 
 lint: install proto-check
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check service gateway tests bench
+	$(BIN)/ruff format --check service gateway tests bench scripts
 	$(BIN)/mypy
 	$(BUF) lint
 
@@ -88,6 +88,12 @@ breaking: $(NODE_STAMP)
 ## receiver (examples/receiver.py), an event published, the verified delivery.
 demo: install
 	$(PY) examples/demo.py
+
+## The installable artifact: builds the sdist and wheel (`python -m build`),
+## installs the wheel into a clean virtualenv in a temp folder and smoke-tests
+## `hookkeeper dev` from another (health, GraphiQL, one mutation).
+wheel-check: install
+	$(SCRIPTS)/wheel-check.sh $(PY)
 
 bench: install
 	$(PY) -m bench.run
