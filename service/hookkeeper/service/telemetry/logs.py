@@ -35,13 +35,21 @@ def log_handler(stream: IO[str], fmt: str = "json") -> logging.Handler:
     with the trace and span ids whenever a span is active."""
     handler = logging.StreamHandler(stream)
     if fmt == "text":
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s %(message)s")
+        )
     else:
         handler.setFormatter(
             JsonFormatter(
-                "{asctime}{levelname}{name}{message}",
+                # The pid tells the workers of `serve --workers N` apart.
+                "{asctime}{levelname}{name}{process}{message}",
                 style="{",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                rename_fields={
+                    "asctime": "time",
+                    "levelname": "level",
+                    "name": "logger",
+                    "process": "pid",
+                },
                 datefmt="%Y-%m-%dT%H:%M:%S%z",
             )
         )
