@@ -20,8 +20,16 @@ class Settings(BaseSettings):
     grpc_listen: str = "127.0.0.1:50051"
     # `id:base64key` entries, comma-separated, oldest first: the last one seals.
     master_keys: SecretStr | None = None
-    # `name=token` entries, comma-separated.
+    # `name=token` entries, comma-separated: all-access principals.
     service_tokens: SecretStr | None = None
+    # TOML file of least-privilege principals (docs/security.md).
+    service_principals_file: Path | None = None
+    # Server TLS (PEM files, re-read when they change); with a client CA, mTLS.
+    grpc_tls_cert_file: Path | None = None
+    grpc_tls_key_file: Path | None = None
+    grpc_tls_client_ca_file: Path | None = None
+    # Plaintext gRPC on a non-loopback address is refused unless this is set.
+    grpc_allow_plaintext: bool = False
     allow_insecure_callbacks: bool = False
     secret_validity_days: float = Field(default=365.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
@@ -34,6 +42,11 @@ class Settings(BaseSettings):
     # The service token the gateway presents; in development, when unset, the
     # generated var/dev-service-tokens is read.
     gateway_service_token: SecretStr | None = None
+    # The gateway as a TLS client: the CA that signed the service's
+    # certificate, and (mTLS) the gateway's own certificate and key.
+    gateway_grpc_tls_ca_file: Path | None = None
+    gateway_grpc_tls_cert_file: Path | None = None
+    gateway_grpc_tls_key_file: Path | None = None
     gateway_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     gateway_max_query_depth: int = Field(default=10, ge=3)
     # Upper bound on one GraphQL request; a shorter `Request-Timeout` header wins.

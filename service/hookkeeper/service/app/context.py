@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.crypto.keyring import Keyring
+from hookkeeper.service.domain.audit import SignTally
 from hookkeeper.service.store.database import Database
 
 Clock = Callable[[], datetime]
@@ -36,6 +37,8 @@ class AppContext:
     clock: Clock = system_clock
     # Read cache for Get and Sign; None (or disabled) reads the database.
     cache: ConfigCache | None = None
+    # SignNotification uses not yet written to the audit trail (app/audit.py).
+    sign_tally: SignTally = field(default_factory=SignTally, compare=False)
 
     def invalidate(self, config_id: str) -> None:
         """Drops a changed configuration from this process's read cache."""
