@@ -108,7 +108,9 @@ def test_tally_counts_per_actor_resource_and_minute() -> None:
     tally = audit.SignTally()
     minute = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     for second in (1, 2, 59):
-        tally.add("gateway", "partners/p/callbackConfigs/a", "p", minute + timedelta(seconds=second))
+        tally.add(
+            "gateway", "partners/p/callbackConfigs/a", "p", minute + timedelta(seconds=second)
+        )
     tally.add("signer", "partners/p/callbackConfigs/a", "p", minute + timedelta(seconds=3))
     tally.add("gateway", "partners/p/callbackConfigs/b", "p", minute + timedelta(seconds=4))
     tally.add("gateway", "partners/p/callbackConfigs/a", "p", minute + timedelta(seconds=61))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 
 import pytest
 
@@ -21,6 +22,7 @@ from hookkeeper.service.domain.principals import (
     token_sha256,
 )
 
+SECRETS = "hookkeeper.notifications.v1.SecretRotationService"
 PUBLISH = "hookkeeper.notifications.v1.NotificationService/PublishEvent"
 DIGEST = token_sha256("publisher-token-0123456789")
 
@@ -54,7 +56,9 @@ def test_parses_principals_and_their_globs() -> None:
     assert not publisher.all_partners
     assert signer.tls_identity == "signer.internal"
     assert signer.token_sha256 is None
-    assert signer.allows_method("hookkeeper.notifications.v1.SecretRotationService/SignNotification")
+    assert signer.allows_method(
+        "hookkeeper.notifications.v1.SecretRotationService/SignNotification"
+    )
     assert signer.all_partners
 
 
@@ -69,8 +73,7 @@ def test_parses_principals_and_their_globs() -> None:
         ),
         (f'[[principal]]\nname = "x"\ntoken_sha256 = "{DIGEST}"\npartners = ["*"]', "methods"),
         (
-            f'[[principal]]\nname = "x"\ntoken_sha256 = "{DIGEST}"\nmethods = []\n'
-            'partners = ["*"]',
+            f'[[principal]]\nname = "x"\ntoken_sha256 = "{DIGEST}"\nmethods = []\npartners = ["*"]',
             "methods",
         ),
         (
@@ -124,9 +127,7 @@ def test_request_partners_reads_every_resource_field() -> None:
     assert request_partners(update) == (name, ["p1"])
     subscribe = notification_pb2.CreateSubscriptionRequest(
         parent="partners/p1",
-        subscription=notification_pb2.Subscription(
-            callback_config="partners/p2/callbackConfigs/x"
-        ),
+        subscription=notification_pb2.Subscription(callback_config="partners/p2/callbackConfigs/x"),
     )
     assert request_partners(subscribe)[1] == ["p1", "p2"]
     # A token is never taken for a resource (nor recorded as one).
@@ -143,6 +144,4 @@ def test_like_patterns_match_at_least_the_glob(glob: str, partner: str) -> None:
         for c in pattern.replace("\\%", "\0").replace("\\_", "\1")
     )
     regex = regex.replace("\0", "%").replace("\1", "_")
-    import re
-
     assert bool(re.fullmatch(regex, partner)) == fnmatch.fnmatchcase(partner, glob)

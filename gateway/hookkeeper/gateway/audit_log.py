@@ -20,6 +20,11 @@ Info = strawberry.Info[GatewayContext, None]
 INPUT_FIELDS = {"page_size": "pageSize", "page_token": "pageToken", "filter": "resource"}
 
 
+def audit_stub(info: Info) -> pb_grpc.AuditServiceStub:
+    """The AuditService stub of this request's channel."""
+    return info.context.stubs.stub(pb_grpc.AuditServiceStub)
+
+
 @strawberry.type(description="One recorded change, use of a secret, or refused call.")
 class NotificationAuditEvent:
     """An audit event as partners see it."""
@@ -108,8 +113,7 @@ class Query:
             page_token=page_token or "",
             filter=chosen,
         )
-        stub = info.context.stubs.stub(pb_grpc.AuditServiceStub)
-        reply = await ctx.call(stub.ListAuditEvents, request, fields=INPUT_FIELDS)
+        reply = await ctx.call(audit_stub(info).ListAuditEvents, request, fields=INPUT_FIELDS)
         return NotificationAuditEventsPage(
             events=[NotificationAuditEvent.from_message(e) for e in reply.audit_events],
             next_page_token=reply.next_page_token or None,

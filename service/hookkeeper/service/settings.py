@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,6 +76,21 @@ class Settings(BaseSettings):
     # service/app/clock_offset.py); never set either in a deployment.
     unsafe_clock_offset_seconds: float = 0.0
     unsafe_test_clock: str = ""
+
+    @field_validator(
+        "service_principals_file",
+        "grpc_tls_cert_file",
+        "grpc_tls_key_file",
+        "grpc_tls_client_ca_file",
+        "gateway_grpc_tls_ca_file",
+        "gateway_grpc_tls_cert_file",
+        "gateway_grpc_tls_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `VAR=` (as compose writes `${VAR:-}`) means unset, not the current directory.
+        return None if value == "" else value
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL, defaulting to an SQLite file under ``var_dir``."""
