@@ -21,7 +21,7 @@ from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.errors import InvalidArgument
 from hookkeeper.service.domain.principals import Principal
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 FIELDS = ConfigFields("https://testcallbackurl.com", "newapikey-SECRET", "partner@email.com", 50)
 GATEWAY = Principal("gateway", ("*",), ("*",))

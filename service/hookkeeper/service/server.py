@@ -29,6 +29,7 @@ from hookkeeper.service import telemetry
 from hookkeeper.service.api.audit_servicer import AuditServicer
 from hookkeeper.service.api.auth import AccessInterceptor, service_token_principals
 from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
+from hookkeeper.service.api.errors import ErrorMappingInterceptor
 from hookkeeper.service.api.notification_servicer import NotificationServicer
 from hookkeeper.service.api.partner_servicer import PartnerServicer
 from hookkeeper.service.api.reflection import enable_server_reflection
@@ -137,14 +138,19 @@ async def start_server(
     if certificates is None:
         check_plaintext(listen, allow_plaintext=security.allow_plaintext)
     server = grpc.aio.server(
-        # Telemetry first (empty when off), so rejected calls are traced too.
+        # Telemetry first (empty when off), so rejected calls are traced too;
+        # error mapping last, around every handler the server resolves.
         interceptors=[
             *telemetry.server_interceptors(),
             AccessInterceptor(principals, AuditTrail(ctx).denied),
+            ErrorMappingInterceptor(),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Workers of `serve --workers N` share the port; the kernel spreads
+            # connections across them (grpc's default on Linux, made explicit).
+            ("grpc.so_reuseport", 1),
         ],
     )
     callback_config_pb2_grpc.add_CallbackConfigServiceServicer_to_server(

@@ -9,7 +9,6 @@ import grpc
 from hookkeeper.notifications.v1 import audit_pb2 as pb
 from hookkeeper.notifications.v1 import audit_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import timestamp
-from hookkeeper.service.api.errors import maps_errors
 from hookkeeper.service.app import caller
 from hookkeeper.service.app.audit import AuditTrail
 from hookkeeper.service.domain.audit import AuditEvent
@@ -41,7 +40,6 @@ class AuditServicer(pb_grpc.AuditServiceServicer):
     def __init__(self, trail: AuditTrail) -> None:
         self._trail = trail
 
-    @maps_errors
     async def ListAuditEvents(
         self, request: pb.ListAuditEventsRequest, context: Context
     ) -> pb.ListAuditEventsResponse:

@@ -11,9 +11,9 @@ from google.protobuf import duration_pb2
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import timestamp
-from hookkeeper.service.api.errors import maps_errors
 from hookkeeper.service.app.notifications import Notifications
-from hookkeeper.service.domain import event_types
+from hookkeeper.service.domain import event_types, paging
+from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.delivery_names import (
     SubscriptionName,
     attempt_name,
@@ -23,8 +23,7 @@ from hookkeeper.service.domain.delivery_names import (
 )
 from hookkeeper.service.domain.errors import invalid
 from hookkeeper.service.domain.names import ConfigName, parse_config, parse_partner
-from hookkeeper.service.store import deliveries as store
-from hookkeeper.service.store.deliveries import (
+from hookkeeper.service.store.records import (
     AttemptRecord,
     DeliveryRecord,
     EventRecord,
@@ -33,16 +32,17 @@ from hookkeeper.service.store.deliveries import (
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-_KINDS = {
-    store.EVENT: pb.DELIVERY_KIND_EVENT,
-    store.TEST: pb.DELIVERY_KIND_TEST,
-    store.CONNECTIVITY_CHECK: pb.DELIVERY_KIND_CONNECTIVITY_CHECK,
+# Keyed by str: records carry the stored names.
+_KINDS: dict[str, pb.DeliveryKind.ValueType] = {
+    DeliveryKind.EVENT: pb.DELIVERY_KIND_EVENT,
+    DeliveryKind.TEST: pb.DELIVERY_KIND_TEST,
+    DeliveryKind.CONNECTIVITY_CHECK: pb.DELIVERY_KIND_CONNECTIVITY_CHECK,
 }
-_STATES = {
-    store.PENDING: pb.Delivery.STATE_PENDING,
-    store.DELIVERED: pb.Delivery.STATE_DELIVERED,
-    store.FAILED: pb.Delivery.STATE_FAILED,
-    store.CANCELLED: pb.Delivery.STATE_CANCELLED,
+_STATES: dict[str, pb.Delivery.State.ValueType] = {
+    DeliveryState.PENDING: pb.Delivery.STATE_PENDING,
+    DeliveryState.DELIVERED: pb.Delivery.STATE_DELIVERED,
+    DeliveryState.FAILED: pb.Delivery.STATE_FAILED,
+    DeliveryState.CANCELLED: pb.Delivery.STATE_CANCELLED,
 }
 
 
@@ -103,7 +103,7 @@ def delivery_message(record: DeliveryRecord) -> pb.Delivery:
         create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
     )
-    if record.state == store.PENDING and record.next_attempt_time is not None:
+    if record.state == DeliveryState.PENDING and record.next_attempt_time is not None:
         message.next_attempt_time.CopyFrom(timestamp(record.next_attempt_time))
     return message
 
@@ -133,16 +133,16 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
     def __init__(self, notifications: Notifications) -> None:
         self._notifications = notifications
 
-    @maps_errors
     async def ListEventTypes(
         self, request: pb.ListEventTypesRequest, context: Context
     ) -> pb.ListEventTypesResponse:
-        """Returns the whole catalogue."""
+        """Returns the whole catalogue (one page: it issues no page tokens)."""
+        paging.page_size(request.page_size)
+        paging.no_page_token(request.page_token)
         return pb.ListEventTypesResponse(
             event_types=[event_type_message(t) for t in self._notifications.event_types()]
         )
 
-    @maps_errors
     async def CreateSubscription(
         self, request: pb.CreateSubscriptionRequest, context: Context
     ) -> pb.CreateSubscriptionResponse:
@@ -155,18 +155,19 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         )
         return pb.CreateSubscriptionResponse(subscription=subscription_message(record))
 
-    @maps_errors
     async def ListSubscriptions(
         self, request: pb.ListSubscriptionsRequest, context: Context
     ) -> pb.ListSubscriptionsResponse:
-        """Returns every subscription of the partner."""
+        """Returns every subscription of the partner (one page: at most one
+        per event type, so it issues no page tokens)."""
         partner_id = parse_partner(request.parent)
+        paging.page_size(request.page_size)
+        paging.no_page_token(request.page_token)
         records = await self._notifications.subscriptions(partner_id)
         return pb.ListSubscriptionsResponse(
             subscriptions=[subscription_message(r) for r in records]
         )
 
-    @maps_errors
     async def UpdateSubscription(
         self, request: pb.UpdateSubscriptionRequest, context: Context
     ) -> pb.UpdateSubscriptionResponse:
@@ -177,7 +178,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         )
         return pb.UpdateSubscriptionResponse(subscription=subscription_message(record))
 
-    @maps_errors
     async def DeleteSubscription(
         self, request: pb.DeleteSubscriptionRequest, context: Context
     ) -> pb.DeleteSubscriptionResponse:
@@ -186,7 +186,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         await self._notifications.unsubscribe(name)
         return pb.DeleteSubscriptionResponse(name=str(name))
 
-    @maps_errors
     async def PublishEvent(
         self, request: pb.PublishEventRequest, context: Context
     ) -> pb.PublishEventResponse:
@@ -201,7 +200,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             duplicate=published.duplicate,
         )
 
-    @maps_errors
     async def SendTestNotification(
         self, request: pb.SendTestNotificationRequest, context: Context
     ) -> pb.SendTestNotificationResponse:
@@ -219,7 +217,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             attempt=attempt_message(attempt),
         )
 
-    @maps_errors
     async def ListDeliveryAttempts(
         self, request: pb.ListDeliveryAttemptsRequest, context: Context
     ) -> pb.ListDeliveryAttemptsResponse:
@@ -232,7 +229,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             delivery_attempts=[attempt_message(r) for r in records], next_page_token=token
         )
 
-    @maps_errors
     async def RedeliverNotification(
         self, request: pb.RedeliverNotificationRequest, context: Context
     ) -> pb.RedeliverNotificationResponse:

@@ -105,7 +105,11 @@ class AuditTrail:
         partner ``scope`` may see."""
         chosen = audit.parse_filter(filter_text)
         size = paging.page_size(page_size)
-        cursor = paging.decode_token(page_token)
+        # Bound to the caller too: another principal's token would page its view.
+        token_scope = paging.list_scope(
+            "ListAuditEvents", partner_id or "-", filter_text, scope.name
+        )
+        cursor = self._ctx.page_tokens.decode(page_token, token_scope)
         try:
             before = int(cursor.item_id) if cursor else None
         except ValueError:
@@ -127,7 +131,8 @@ class AuditTrail:
         page, more = events[:size], len(events) > size
         token = ""
         if more:
-            token = paging.encode_token(paging.Cursor(page[-1].event_time, str(page[-1].seq)))
+            last = paging.Cursor(page[-1].event_time, str(page[-1].seq))
+            token = self._ctx.page_tokens.encode(last, token_scope)
         if partner_id is None and not scope.all_partners:
             # LIKE may ignore case (SQLite); the globs decide.
             page = [e for e in page if e.partner_id and scope.allows_partner(e.partner_id)]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.crypto.keyring import Keyring
 from hookkeeper.service.domain.audit import SignTally
+from hookkeeper.service.domain.paging import PageTokens
 from hookkeeper.service.store.database import Database
 
 Clock = Callable[[], datetime]
@@ -39,6 +41,12 @@ class AppContext:
     cache: ConfigCache | None = None
     # SignNotification uses not yet written to the audit trail (app/audit.py).
     sign_tally: SignTally = field(default_factory=SignTally, compare=False)
+
+    @cached_property
+    def page_tokens(self) -> PageTokens:
+        """Page tokens under keys derived from the master keyring: every
+        replica with the same keyring reads every other's tokens."""
+        return PageTokens(self.keyring.derive_keys(b"hookkeeper page tokens v1"))
 
     def invalidate(self, config_id: str) -> None:
         """Drops a changed configuration from this process's read cache."""

@@ -14,6 +14,7 @@ from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain import audit, envelope, event_types, paging
+from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.delivery_names import DeliveryName, SubscriptionName
 from hookkeeper.service.domain.errors import (
     AlreadyExists,
@@ -24,16 +25,15 @@ from hookkeeper.service.domain.errors import (
     invalid,
 )
 from hookkeeper.service.domain.names import ConfigName, parse_config
+from hookkeeper.service.store import attempts, delivery_queue, events, subscriptions
 from hookkeeper.service.store import callback_configs as config_store
-from hookkeeper.service.store import deliveries as store
-from hookkeeper.service.store.deliveries import (
+from hookkeeper.service.store.records import (
     AttemptRecord,
     ClaimedDelivery,
     DeliveryRecord,
     EventRecord,
     SubscriptionRecord,
     TargetRecord,
-    new_delivery,
 )
 
 
@@ -103,7 +103,7 @@ class Notifications:
         name = parse_config(value, field=field)
         if name.partner_id != partner_id:
             raise invalid(field, "must be a callback configuration of the same partner")
-        if not await store.config_exists(conn, partner_id, name.config_id):
+        if not await subscriptions.config_exists(conn, partner_id, name.config_id):
             raise NotFound(str(name))
         return name.config_id
 
@@ -116,7 +116,7 @@ class Notifications:
                 conn, partner_id, config, "subscription.callback_config"
             )
             record = SubscriptionRecord(partner_id, kind.name, config_id, now, now)
-            if not await store.insert_subscription(conn, record):
+            if not await subscriptions.insert_subscription(conn, record):
                 raise AlreadyExists(
                     f"{SubscriptionName(partner_id, kind.name)} already exists; "
                     "use UpdateSubscription to move it"
@@ -130,7 +130,7 @@ class Notifications:
     async def subscriptions(self, partner_id: str) -> list[SubscriptionRecord]:
         """Every subscription of the partner."""
         async with self._ctx.database.read() as conn:
-            return await store.list_subscriptions(conn, partner_id)
+            return await subscriptions.list_subscriptions(conn, partner_id)
 
     async def move(
         self, name: SubscriptionName, config: str, mask: list[str]
@@ -144,11 +144,11 @@ class Notifications:
             config_id = await self._config_of(
                 conn, name.partner_id, config, "subscription.callback_config"
             )
-            if not await store.move_subscription(
+            if not await subscriptions.move_subscription(
                 conn, name.partner_id, name.event_type, config_id, now
             ):
                 raise NotFound(str(name))
-            moved = await store.get_subscription(conn, name.partner_id, name.event_type)
+            moved = await subscriptions.get_subscription(conn, name.partner_id, name.event_type)
             await trail.record(
                 self._ctx,
                 conn,
@@ -160,7 +160,7 @@ class Notifications:
     async def unsubscribe(self, name: SubscriptionName) -> None:
         """Removes a subscription; NotFound when absent."""
         async with self._ctx.database.write() as conn:
-            if not await store.delete_subscription(conn, name.partner_id, name.event_type):
+            if not await subscriptions.delete_subscription(conn, name.partner_id, name.event_type):
                 raise NotFound(str(name))
             await trail.record(
                 self._ctx,
@@ -182,20 +182,22 @@ class Notifications:
             str(uuid.uuid4()), partner_id, kind.name, event_id, payload, False, now
         )
         async with self._ctx.database.write() as conn:
-            stored, inserted = await store.insert_event(conn, record)
+            stored, inserted = await events.insert_event(conn, record)
             if not inserted:
-                return Published(stored, await store.deliveries_of_event(conn, stored.id), True)
+                return Published(
+                    stored, await delivery_queue.deliveries_of_event(conn, stored.id), True
+                )
             queued = []
-            subscription = await store.get_subscription(conn, partner_id, kind.name)
+            subscription = await subscriptions.get_subscription(conn, partner_id, kind.name)
             if subscription is not None:
-                delivery = new_delivery(
+                delivery = delivery_queue.new_delivery(
                     partner_id=partner_id,
-                    kind=store.EVENT,
+                    kind=DeliveryKind.EVENT,
                     event_pk=stored.id,
                     config_id=subscription.callback_config_id,
                     now=now,
                 )
-                await store.insert_delivery(conn, delivery)
+                await delivery_queue.insert_delivery(conn, delivery)
                 queued.append(
                     replace(delivery, event_id=stored.event_id, event_type=stored.event_type)
                 )
@@ -222,10 +224,10 @@ class Notifications:
             config = await config_store.get_config(conn, name.partner_id, name.config_id)
             if config is None:
                 raise NotFound(str(name))
-            await store.insert_event(conn, event)
-            delivery = new_delivery(
+            await events.insert_event(conn, event)
+            delivery = delivery_queue.new_delivery(
                 partner_id=name.partner_id,
-                kind=store.TEST,
+                kind=DeliveryKind.TEST,
                 event_pk=event.id,
                 config_id=config.id,
                 now=now,
@@ -235,11 +237,11 @@ class Notifications:
             delivery = replace(
                 delivery,
                 attempt_count=1,
-                state=store.FAILED,
+                state=DeliveryState.FAILED,
                 next_attempt_time=None,
                 last_error="interrupted before an answer",
             )
-            await store.insert_delivery(conn, delivery)
+            await delivery_queue.insert_delivery(conn, delivery)
         target = TargetRecord(
             config.id, config.callback_url, config.request_timeout_seconds, config.api_key
         )
@@ -247,11 +249,13 @@ class Notifications:
         claimed = ClaimedDelivery(delivery, token, event, target)
         outcome = await self._deliverer.attempt(claimed)
         async with self._ctx.database.write() as conn:
-            await store.insert_attempts(conn, [outcome.attempt])
-            await store.finish_unleased(
+            await attempts.insert_attempts(conn, [outcome.attempt])
+            await delivery_queue.finish_unleased(
                 conn,
                 delivery.id,
-                state=store.DELIVERED if outcome.attempt.succeeded else store.FAILED,
+                state=DeliveryState.DELIVERED
+                if outcome.attempt.succeeded
+                else DeliveryState.FAILED,
                 error=outcome.attempt.error or None,
                 now=self._ctx.clock(),
             )
@@ -264,14 +268,19 @@ class Notifications:
     ) -> tuple[list[AttemptRecord], str]:
         """A page of attempts, newest first, and the next page's token."""
         size = paging.page_size(page_size)
-        cursor = paging.decode_token(page_token)
+        if event_id:
+            envelope.raise_for([envelope.check_event_id(event_id)])
+        scope = paging.list_scope("ListDeliveryAttempts", str(parent), event_id)
+        cursor = self._ctx.page_tokens.decode(page_token, scope)
         before = (cursor.create_time, cursor.item_id) if cursor else None
         async with self._ctx.database.read() as conn:
             if parent.delivery_id is not None:
-                found = await store.get_delivery(conn, parent.partner_id, parent.delivery_id)
+                found = await delivery_queue.get_delivery(
+                    conn, parent.partner_id, parent.delivery_id
+                )
                 if found is None:
                     raise NotFound(str(parent))
-            records = await store.list_attempts(
+            records = await attempts.list_attempts(
                 conn,
                 parent.partner_id,
                 delivery_id=parent.delivery_id,
@@ -282,7 +291,8 @@ class Notifications:
         page, more = records[:size], len(records) > size
         token = ""
         if more:
-            token = paging.encode_token(paging.Cursor(page[-1].start_time, page[-1].id))
+            cursor = paging.Cursor(page[-1].start_time, page[-1].id)
+            token = self._ctx.page_tokens.encode(cursor, scope)
         return page, token
 
     async def redeliver(self, name: DeliveryName) -> DeliveryRecord:
@@ -290,19 +300,19 @@ class Notifications:
         assert name.delivery_id is not None
         now = self._ctx.clock()
         async with self._ctx.database.write() as conn:
-            found = await store.get_delivery(conn, name.partner_id, name.delivery_id)
+            found = await delivery_queue.get_delivery(conn, name.partner_id, name.delivery_id)
             if found is None:
                 raise NotFound(str(name))
-            if found.state == store.PENDING:
+            if found.state == DeliveryState.PENDING:
                 raise FailedPrecondition(f"{name} is still pending delivery")
-            if found.state == store.CANCELLED:
+            if found.state == DeliveryState.CANCELLED:
                 raise FailedPrecondition(
                     f"{name} was cancelled: its callback configuration was deleted"
                 )
-            if found.kind != store.EVENT:
+            if found.kind != DeliveryKind.EVENT:
                 raise FailedPrecondition(f"{name} is not the delivery of a published event")
-            await store.requeue(conn, found.id, now)
-            updated = await store.get_delivery(conn, name.partner_id, name.delivery_id)
+            await delivery_queue.requeue(conn, found.id, now)
+            updated = await delivery_queue.get_delivery(conn, name.partner_id, name.delivery_id)
         assert updated is not None
         self._wake()
         return updated

@@ -1,0 +1,25 @@
+"""What a delivery is in: its states and kinds (stored as their names)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeliveryState(StrEnum):
+    """Where a delivery stands. PENDING is the only state the dispatcher
+    works on; the other three are final until a redelivery starts a new
+    round."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class DeliveryKind(StrEnum):
+    """Why a delivery exists: a published event, a partner's test send, or the
+    connectivity check sent when a configuration is created."""
+
+    EVENT = "EVENT"
+    TEST = "TEST"
+    CONNECTIVITY_CHECK = "CONNECTIVITY_CHECK"
