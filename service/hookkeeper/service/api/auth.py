@@ -73,6 +73,8 @@ def _resources(message: Message, depth: int = 0) -> Iterable[str]:
 def request_partners(request: Message) -> tuple[str, list[str]]:
     """The request's main resource name (for the audit trail) and every partner
     id its resource names refer to (``partners/-`` refers to none)."""
+    if not isinstance(request, Message):
+        return "", []  # undecodable: the error choke point answers INVALID_ARGUMENT
     names = list(_resources(request))
     partners = [p for p in map(partner_in, names) if p is not None]
     return (names[0] if names else ""), partners
