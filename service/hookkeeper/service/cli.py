@@ -114,6 +114,7 @@ def serve(workers: int | None) -> None:
                 ],
                 notifications=deliveries.notifications,
                 security=security,
+                health_interval=settings.db_health_interval_seconds,
             )
         )
     except (InsecureListenError, TlsConfigError) as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -30,6 +31,7 @@ from hookkeeper.service.api.audit_servicer import AuditServicer
 from hookkeeper.service.api.auth import AccessInterceptor, service_token_principals
 from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
 from hookkeeper.service.api.errors import ErrorMappingInterceptor
+from hookkeeper.service.api.health import follow_database
 from hookkeeper.service.api.notification_servicer import NotificationServicer
 from hookkeeper.service.api.partner_servicer import PartnerServicer
 from hookkeeper.service.api.reflection import enable_server_reflection
@@ -103,18 +105,27 @@ def security_from_settings(settings: Settings) -> ServerSecurity:
     )
 
 
+# A probe that takes longer than this counts as the database being away.
+_PROBE_TIMEOUT_SECONDS = 2.0
+
+
 @dataclass
 class RunningServer:
-    """A started server, its bound port and its health servicer."""
+    """A started server, its bound port, its health servicer and the task
+    keeping health in step with the database."""
 
     server: grpc.aio.Server
     port: int
     health: Any
+    follower: asyncio.Task[None]
     # The reloading TLS credentials, when the server speaks TLS.
     certificates: ReloadingCertificates | None = None
 
     async def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, lets in-flight RPCs finish, then stops."""
+        self.follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.follower
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
 
@@ -124,13 +135,15 @@ async def start_server(
     listen: str,
     service_tokens: str,
     notifications: Notifications | None = None,
+    health_interval: float = 1.0,
     security: ServerSecurity | None = None,
 ) -> RunningServer:
     """Builds and starts the server on ``listen`` (port 0 picks a free one).
     ``notifications`` carries the process's HTTP sender and dispatcher wake-up
     (service/delivery/runtime.py); a default one is built when not given.
     Plaintext on a non-loopback address raises InsecureListenError unless
-    ``security`` allows it; bad TLS files raise TlsConfigError."""
+    ``security`` allows it; bad TLS files raise TlsConfigError.
+    Health follows the database, probed every ``health_interval`` seconds."""
     security = security or ServerSecurity()
     principals = [*service_token_principals(service_tokens), *security.principals]
     check_unique(principals)
@@ -177,7 +190,12 @@ async def start_server(
     await server.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, certificates)
+    follower = asyncio.create_task(
+        follow_database(
+            ctx.database, health_servicer, SERVICE_NAMES, health_interval, _PROBE_TIMEOUT_SECONDS
+        )
+    )
+    return RunningServer(server, port, health_servicer, follower, certificates)
 
 
 async def serve_until_signalled(
@@ -187,6 +205,7 @@ async def serve_until_signalled(
     grace: float,
     workers: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
     notifications: Notifications | None = None,
+    health_interval: float = 1.0,
     security: ServerSecurity | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully.
@@ -194,7 +213,9 @@ async def serve_until_signalled(
     Each of ``workers`` (e.g. the expiry mailer's ``run``) runs beside the
     server and is told to stop through the event it is given.
     """
-    running = await start_server(ctx, listen, service_tokens, notifications, security)
+    running = await start_server(
+        ctx, listen, service_tokens, notifications, health_interval, security
+    )
     _log.info(
         "serving gRPC on %s (port %d, %s)",
         listen,
