@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
+from hookkeeper.service.app.token_revocations import TokenRevocations
 from hookkeeper.service.crypto.keyring import Keyring
 from hookkeeper.service.domain.paging import PageTokens
 from hookkeeper.service.store.database import Database
@@ -38,6 +39,9 @@ class AppContext:
     clock: Clock = system_clock
     # Read cache for Get and Sign; None (or disabled) reads the database.
     cache: ConfigCache | None = None
+    # Token revocations for WatchTokenRevocations; live only while a source
+    # runs (bootstrap.revocation_worker, part of `serve`).
+    revocations: TokenRevocations = field(default_factory=TokenRevocations)
 
     @cached_property
     def page_tokens(self) -> PageTokens:

@@ -4,6 +4,7 @@ issue, resolve and revoke tokens."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from hookkeeper.service.app.context import AppContext
@@ -97,3 +98,8 @@ class Partners:
             if await store.get_account(conn, partner_id) is None:
                 raise NotFound(partner_name(partner_id))
             return await store.revoke_all(conn, partner_id, self._ctx.clock())
+
+    def watch_revocations(self, heartbeat_seconds: float) -> AsyncIterator[list[str]]:
+        """Names of partners with tokens revoked, as it happens (see
+        ``TokenRevocations.watch``); Unavailable while the feed is down."""
+        return self._ctx.revocations.watch(heartbeat_seconds)
