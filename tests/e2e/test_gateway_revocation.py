@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import migrated_postgres
 from tests.support.gateway_stack import Stack, start_stack
+from tests.support.postgres import migrated_postgres
 from tests.support.processes import HOOKKEEPER, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -73,7 +74,10 @@ class Campaign:
         path = f"/{method.containing_service.full_name}/{method.name}"
         if method.server_streaming:
             # A watch streams until cancelled: its first answer is the verdict.
-            stream = self.channel.unary_stream(path, None, None)(body, metadata=AUTH, timeout=30)
+            # grpc-stubs types the call iterator loosely: the stream is an Any.
+            stream: Any = self.channel.unary_stream(path, None, None)(
+                body, metadata=AUTH, timeout=30
+            )
             try:
                 next(stream)
             except grpc.RpcError as error:
