@@ -53,7 +53,7 @@ def test_a_revoked_token_stops_working_on_every_gateway(
     record_property: Callable[[str, object], None],
 ) -> None:
     stack = start_stack(
-        tmp_path, HOOKKEEPER_GATEWAY_PARTNER_CACHE_SECONDS=CACHE_SECONDS, **database_env
+        tmp_path, None, HOOKKEEPER_GATEWAY_PARTNER_CACHE_SECONDS=CACHE_SECONDS, **database_env
     )
     try:
         urls = [stack.url, stack.start_gateway("gateway-2")]
