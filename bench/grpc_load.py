@@ -131,12 +131,25 @@ async def _run(
     )
 
 
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
 async def main(args: argparse.Namespace) -> None:
     """Sets up one configuration per caller, then measures every operation."""
     metadata = (("authorization", f"Bearer {args.token}"),)
     callers: int = args.concurrency
+    credentials = None
+    if args.ca:
+        credentials = grpc.ssl_channel_credentials(
+            _read(args.ca), _read(args.key), _read(args.cert)
+        )
     async with (
-        grpc.aio.insecure_channel(args.api) as api,
+        (
+            grpc.aio.secure_channel(args.api, credentials)
+            if credentials
+            else grpc.aio.insecure_channel(args.api)
+        ) as api,
         grpc.aio.insecure_channel(args.echo) as echo_channel,
     ):
         configs = configs_grpc.CallbackConfigServiceStub(api)
@@ -217,6 +230,10 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--ops", default="echo,health,get,sign,create,refresh,echo")
+    # TLS to the API (the echo stays plaintext): the CA, and for mTLS a client pair.
+    parser.add_argument("--ca", help="PEM CA of the API's certificate: call it over TLS")
+    parser.add_argument("--cert", help="PEM client certificate (mTLS)")
+    parser.add_argument("--key", help="PEM client key (mTLS)")
     return parser.parse_args()
 
 
