@@ -111,7 +111,7 @@ def serve(workers: int | None) -> None:
                     *([mailer.run] if mailer else []),
                     deliveries.run,
                     GaugeSampler(ctx).run,  # returns at once when metrics are off
-                    AuditTrail(ctx).run_flusher,
+                    AuditTrail(ctx).run,
                 ],
                 notifications=deliveries.notifications,
                 security=security,
