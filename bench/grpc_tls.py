@@ -2,18 +2,22 @@
 CreateCallbackConfig over plaintext, TLS and mTLS against the same PostgreSQL
 database, in one run.
 
-One ``hookkeeper serve`` at a time (so they never compete for the CPUs):
-plaintext, TLS, mTLS, plaintext again; the plaintext rate is the mean of the
-first and last runs (drift on a noisy machine shows instead of skewing a
-ratio). 64 callers share one channel per run, so the handshake is paid once
-and the figures show the per-message cost of encryption. Certificates are
-made for the run with trustme. BENCH_SECONDS / BENCH_WARMUP as in grpc_api.
+Three ``hookkeeper serve`` processes (plaintext, TLS, mTLS) on one database,
+measured in turn, ROUNDS times over; only the one measured gets traffic. Each
+round gives a ratio to that round's plaintext rate and the report shows the
+median, so a machine whose load swings (other work on the same CPUs) moves
+all three transports of a round together instead of skewing one ratio. 64
+callers share one channel, so the handshake is paid once and the figures
+show the per-message cost of encryption. Certificates are made for the run
+with trustme. BENCH_TLS_SECONDS / BENCH_WARMUP set the time per operation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +26,7 @@ from typing import Any
 import grpc
 import trustme
 
-from bench.grpc_api import CONCURRENCY, SECONDS, TOKEN, WARMUP
+from bench.grpc_api import CONCURRENCY, TOKEN, WARMUP
 from bench.run import Section
 from tests.support.postgres import create_database, drop_database
 from tests.support.processes import (
@@ -35,6 +39,9 @@ from tests.support.processes import (
 )
 
 OPS = ("get", "create")
+ROUNDS = 3
+SECONDS = float(os.environ.get("BENCH_TLS_SECONDS", "3"))
+TRANSPORTS = ("plaintext", "TLS", "mTLS")
 LABELS = {"get": "GetCallbackConfig", "create": "CreateCallbackConfig"}
 # (least fraction of the plaintext rate) per transport; generous: the point
 # is to show the cost, and to catch a transport that collapses.
@@ -74,49 +81,49 @@ async def _load(address: str, pid: int, tls: list[str]) -> dict[str, dict[str, A
     return {r["op"]: r for r in results}
 
 
-def _row(label: str, op: str, result: dict[str, Any], baseline: float) -> str:
-    return (
-        f"| {LABELS[op]} | {label} | {result['rps']:.0f} | {result['p50_ms']:.2f} "
-        f"| {result['p99_ms']:.2f} | {result['errors']} "
-        f"| {result['server_cpu_ms'] or 0:.3f} | {result['rps'] / baseline:.2f} |"
-    )
-
-
-def _render(runs: list[tuple[str, dict[str, dict[str, Any]]]]) -> Section:
-    plain = [results for label, results in runs if label == "plaintext"]
-    baseline = {op: sum(r[op]["rps"] for r in plain) / len(plain) for op in OPS}
+def _render(rounds: list[dict[str, dict[str, dict[str, Any]]]]) -> Section:
     lines = [
         f"{CONCURRENCY} concurrent callers over one channel (handshake paid once), "
-        f"{SECONDS:g} s per operation after {WARMUP:g} s warm-up, `hookkeeper serve` on a "
-        "fresh PostgreSQL database; one server process at a time on the same database: "
-        "plaintext, TLS (server certificate), mTLS (client certificate required), "
-        "plaintext again. The ratio is against the mean of the two plaintext runs.",
+        f"{SECONDS:g} s per operation after {WARMUP:g} s warm-up, against three "
+        "`hookkeeper serve` processes on one fresh PostgreSQL database: plaintext, TLS "
+        "(server certificate) and mTLS (client certificate required), measured in turn, "
+        f"{ROUNDS} rounds. Requests/s, p50 and server CPU are medians over the rounds; "
+        "the ratio is the median of each round's rate over that round's plaintext rate.",
         "",
-        "| operation | transport | requests/s | p50 ms | p99 ms | errors "
-        "| server CPU ms/req | ratio to plaintext |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| operation | transport | requests/s | p50 ms | errors | server CPU ms/req "
+        "| ratio to plaintext |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     targets: list[tuple[str, bool]] = []
     for op in OPS:
-        for label, results in runs:
-            lines.append(_row(label, op, results[op], baseline[op]))
-        for label, floor in FLOORS.items():
-            result = next(r for name, r in runs if name == label)[op]
-            ratio = result["rps"] / baseline[op]
-            met = ratio >= floor and not result["errors"]
-            targets.append(
-                (
-                    f"{LABELS[op]} over {label} at least {floor:g} of plaintext "
-                    f"(measured {ratio:.2f})",
-                    met,
-                )
+        for transport in TRANSPORTS:
+            runs = [r[transport][op] for r in rounds]
+            ratio = statistics.median(
+                r[transport][op]["rps"] / r["plaintext"][op]["rps"] for r in rounds
             )
+            errors = sum(run["errors"] for run in runs)
+            cpu = statistics.median(run["server_cpu_ms"] or 0 for run in runs)
+            lines.append(
+                f"| {LABELS[op]} | {transport} | {statistics.median(r['rps'] for r in runs):.0f} "
+                f"| {statistics.median(r['p50_ms'] for r in runs):.2f} | {errors} "
+                f"| {cpu:.3f} | {ratio:.2f} |"
+            )
+            if transport in FLOORS:
+                floor = FLOORS[transport]
+                targets.append(
+                    (
+                        f"{LABELS[op]} over {transport} at least {floor:g} of plaintext "
+                        f"(measured {ratio:.2f})",
+                        ratio >= floor and not errors,
+                    )
+                )
     return Section("gRPC over TLS and mTLS vs plaintext", "\n".join(lines), targets)
 
 
 async def measure() -> Section:
-    """Runs the four servers one after the other and reports the figures."""
+    """Starts the three servers, measures them in turn, and reports the figures."""
     url, database = await create_database("hookkeeper_bench_tls")
+    processes = []
     try:
         with tempfile.TemporaryDirectory(prefix="hookkeeper-bench-tls-") as tmp_dir:
             tmp = Path(tmp_dir)
@@ -140,6 +147,7 @@ async def measure() -> Section:
                     "HOOKKEEPER_MASTER_KEYS": master_keys.strip(),
                     "HOOKKEEPER_SERVICE_TOKENS": TOKEN,
                     "HOOKKEEPER_LOG_LEVEL": "WARNING",
+                    "HOOKKEEPER_WORKERS": "1",
                 }
             )
             await asyncio.to_thread(run_cli, ["migrate"], env)
@@ -149,33 +157,42 @@ async def measure() -> Section:
             }
             mtls_env = {**tls_env, "HOOKKEEPER_GRPC_TLS_CLIENT_CA_FILE": files["ca.pem"]}
             client_pair = ["--cert", files["client.pem"], "--key", files["client.key"]]
-            plans: list[tuple[str, dict[str, str], list[str]]] = [
-                ("plaintext", {}, []),
-                ("TLS", tls_env, ["--ca", files["ca.pem"]]),
-                ("mTLS", mtls_env, ["--ca", files["ca.pem"], *client_pair]),
-                ("plaintext", {}, []),
-            ]
-            runs = []
-            for i, (label, extra, args) in enumerate(plans):
+            plans = {
+                "plaintext": ({}, [], None),
+                "TLS": (
+                    tls_env,
+                    ["--ca", files["ca.pem"]],
+                    grpc.ssl_channel_credentials(ca.cert_pem.bytes()),
+                ),
+                "mTLS": (
+                    mtls_env,
+                    ["--ca", files["ca.pem"], *client_pair],
+                    grpc.ssl_channel_credentials(
+                        ca.cert_pem.bytes(),
+                        client.private_key_pem.bytes(),
+                        client.cert_chain_pems[0].bytes(),
+                    ),
+                ),
+            }
+            servers = {}
+            for transport, (extra, args, credentials) in plans.items():
                 address = f"127.0.0.1:{free_port()}"
                 process = start(
                     ["serve"],
                     {**env, **extra, "HOOKKEEPER_GRPC_LISTEN": address},
-                    tmp / f"server-{i}.log",
+                    tmp / f"server-{transport}.log",
                 )
-                credentials = None
-                if args:
-                    mutual = "HOOKKEEPER_GRPC_TLS_CLIENT_CA_FILE" in extra
-                    credentials = grpc.ssl_channel_credentials(
-                        ca.cert_pem.bytes(),
-                        client.private_key_pem.bytes() if mutual else None,
-                        client.cert_chain_pems[0].bytes() if mutual else None,
-                    )
-                try:
-                    await asyncio.to_thread(wait_for_grpc_health, address, 20, credentials)
-                    runs.append((label, await _load(address, process.popen.pid, args)))
-                finally:
-                    process.terminate()
+                processes.append(process)
+                await asyncio.to_thread(wait_for_grpc_health, address, 30, credentials)
+                servers[transport] = (address, process.popen.pid, args)
+            rounds = []
+            for _ in range(ROUNDS):
+                results = {}
+                for transport, (address, pid, args) in servers.items():
+                    results[transport] = await _load(address, pid, args)
+                rounds.append(results)
     finally:
+        for process in processes:
+            process.terminate()
         await drop_database(database)
-    return _render(runs)
+    return _render(rounds)
