@@ -145,6 +145,11 @@ def tracer_provider() -> TracerProvider | None:
     return _state.tracer_provider
 
 
+def meter_provider() -> MeterProvider | None:
+    """The configured meter provider, None when metrics are off."""
+    return _state.meter_provider if _state.instruments is not None else None
+
+
 def configure(
     service_name: str = "hookkeeper",
     *,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +26,7 @@ from hookkeeper.service.domain.errors import (
 from hookkeeper.service.domain.names import ConfigName, parse_config
 from hookkeeper.service.store import callback_configs as config_store
 from hookkeeper.service.store import deliveries as store
+from hookkeeper.service.store import endpoint_health as endpoint_store
 from hookkeeper.service.store.deliveries import (
     AttemptRecord,
     ClaimedDelivery,
@@ -269,6 +271,21 @@ class Notifications:
         if more:
             token = paging.encode_token(paging.Cursor(page[-1].start_time, page[-1].id))
         return page, token
+
+    async def recover(self, name: ConfigName, since: datetime) -> int:
+        """Queues again, in publish order and each with a fresh retry
+        schedule, every delivery of events to the configuration that ended
+        failed at or after ``since``; how many."""
+        async with self._ctx.database.write() as conn:
+            if await config_store.get_config(conn, name.partner_id, name.config_id) is None:
+                raise NotFound(str(name))
+            ids = await endpoint_store.failed_since(conn, name.config_id, since)
+            count = await endpoint_store.requeue_in_order(
+                conn, ids, self._ctx.clock(), from_state=store.FAILED
+            )
+        if count:
+            self._wake()
+        return count
 
     async def redeliver(self, name: DeliveryName) -> DeliveryRecord:
         """Starts a new round of attempts for a delivered or failed notification."""

@@ -19,12 +19,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from hookkeeper.service import telemetry
+from hookkeeper.service import endpoint_metrics, telemetry
+from hookkeeper.service.app import endpoint_health
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.store import deliveries as store
 from hookkeeper.service.store import gauges
+from hookkeeper.service.store.endpoint_health import Admission
 
 _log = logging.getLogger(__name__)
 _FLUSH_MAX = 500
@@ -43,6 +45,12 @@ class DispatcherOptions:
     # Attempts signing (reading secrets) at once: below the connection pool's
     # size, so concurrency never overflows the pool.
     db_concurrency: int = 16
+
+
+def _record_admission(admission: Admission) -> None:
+    endpoint_metrics.record_paused(admission.paused)
+    endpoint_metrics.record_throttled("retry_after", admission.held)
+    endpoint_metrics.record_throttled("rate_limit", admission.rate_deferred)
 
 
 def dispatcher_id() -> str:
@@ -83,6 +91,7 @@ class Dispatcher:
                 owner=self.owner,
                 token=token,
                 lease_margin=self._options.lease_margin,
+                on_admission=_record_admission,
             )
 
     async def _one(self, claimed: store.ClaimedDelivery) -> None:
@@ -166,6 +175,12 @@ class Dispatcher:
                     for o in batch
                 ],
             )
+            disabled = await endpoint_health.after_attempts(
+                conn, batch, now, self._ctx.policy.disable_after
+            )
+        for config_id in disabled:
+            _log.warning("callback configuration %s disabled by its attempts' outcomes", config_id)
+            self._ctx.invalidate(config_id)
 
     async def _report_queue(self, stop: asyncio.Event) -> None:
         """Feeds the queue gauges every few seconds (only when metrics are on):

@@ -21,6 +21,11 @@ class ConfigRecord:
     secret_expire_time: datetime
     create_time: datetime
     update_time: datetime
+    signature_scheme: str = "EXPEDIA_V2"
+    state: str = "ACTIVE"
+    disable_reason: str | None = None
+    disable_time: datetime | None = None
+    max_deliveries_per_second: int | None = None
 
 
 @dataclass(frozen=True)
