@@ -17,13 +17,23 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_CONFIG_COLUMNS: tuple[sa.Column[object], ...] = (
-    sa.Column("signature_scheme", sa.String(24), nullable=False, server_default="EXPEDIA_V2"),
-    sa.Column("state", sa.String(16), nullable=False, server_default="ACTIVE"),
-    sa.Column("disable_reason", sa.Text(), nullable=True),
-    sa.Column("disable_time", UTCDateTime(), nullable=True),
-    sa.Column("max_deliveries_per_second", sa.Integer(), nullable=True),
+_CONFIG_COLUMNS = (
+    "signature_scheme",
+    "state",
+    "disable_reason",
+    "disable_time",
+    "max_deliveries_per_second",
 )
+
+
+def _config_columns() -> list[sa.Column[object]]:
+    return [
+        sa.Column("signature_scheme", sa.String(24), nullable=False, server_default="EXPEDIA_V2"),
+        sa.Column("state", sa.String(16), nullable=False, server_default="ACTIVE"),
+        sa.Column("disable_reason", sa.Text(), nullable=True),
+        sa.Column("disable_time", UTCDateTime(), nullable=True),
+        sa.Column("max_deliveries_per_second", sa.Integer(), nullable=True),
+    ]
 
 
 def upgrade() -> None:
@@ -31,8 +41,8 @@ def upgrade() -> None:
     unlimited) and creates endpoint_health and config_notices."""
     # batch mode: SQLite cannot add NOT NULL columns otherwise on every version.
     with op.batch_alter_table("callback_configs") as batch:
-        for column in _CONFIG_COLUMNS:
-            batch.add_column(column.copy())
+        for column in _config_columns():
+            batch.add_column(column)
     op.create_table(
         "endpoint_health",
         sa.Column("callback_config_id", sa.String(36), nullable=False),
@@ -76,5 +86,5 @@ def downgrade() -> None:
     op.drop_table("config_notices")
     op.drop_table("endpoint_health")
     with op.batch_alter_table("callback_configs") as batch:
-        for column in reversed(_CONFIG_COLUMNS):
-            batch.drop_column(column.name)
+        for name in reversed(_CONFIG_COLUMNS):
+            batch.drop_column(name)
