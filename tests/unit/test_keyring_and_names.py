@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from hookkeeper.service.crypto.keyring import Keyring, KeyringError, generate_key_entry
-from hookkeeper.service.domain import paging
 from hookkeeper.service.domain.errors import InvalidArgument
 from hookkeeper.service.domain.names import parse_config, parse_partner
 
@@ -51,16 +48,3 @@ def test_names() -> None:
     with pytest.raises(InvalidArgument) as caught:
         parse_config("partners/acme/callbackConfigs/not-a-uuid")
     assert caught.value.violations[0].field == "name"
-
-
-def test_page_tokens() -> None:
-    cursor = paging.Cursor(datetime(2026, 1, 1, tzinfo=UTC), "id-1")
-    assert paging.decode_token(paging.encode_token(cursor)) == cursor
-    assert paging.decode_token("") is None
-    assert paging.page_size(0) == paging.DEFAULT_PAGE_SIZE
-    assert paging.page_size(5000) == paging.MAX_PAGE_SIZE
-    for bad in ["garbage", "eyJ4IjoxfQ=="]:
-        with pytest.raises(InvalidArgument):
-            paging.decode_token(bad)
-    with pytest.raises(InvalidArgument):
-        paging.page_size(-1)

@@ -26,6 +26,7 @@ from hookkeeper.notifications.v1 import (
 from hookkeeper.service import telemetry
 from hookkeeper.service.api.auth import BearerTokenInterceptor, parse_service_tokens
 from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
+from hookkeeper.service.api.errors import ErrorMappingInterceptor
 from hookkeeper.service.api.notification_servicer import NotificationServicer
 from hookkeeper.service.api.partner_servicer import PartnerServicer
 from hookkeeper.service.api.reflection import enable_server_reflection
@@ -76,10 +77,12 @@ async def start_server(
     ``notifications`` carries the process's HTTP sender and dispatcher wake-up
     (service/delivery/runtime.py); a default one is built when not given."""
     server = grpc.aio.server(
-        # Telemetry first (empty when off), so rejected calls are traced too.
+        # Telemetry first (empty when off), so rejected calls are traced too;
+        # error mapping last, around every handler the server resolves.
         interceptors=[
             *telemetry.server_interceptors(),
             BearerTokenInterceptor(parse_service_tokens(service_tokens)),
+            ErrorMappingInterceptor(),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

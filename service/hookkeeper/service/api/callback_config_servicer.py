@@ -9,7 +9,6 @@ import grpc
 from hookkeeper.notifications.v1 import callback_config_pb2 as pb
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import config_fields, config_message
-from hookkeeper.service.api.errors import maps_errors
 from hookkeeper.service.app.callback_configs import CallbackConfigs
 from hookkeeper.service.domain.errors import invalid
 from hookkeeper.service.domain.names import parse_config, parse_partner
@@ -23,7 +22,6 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
     def __init__(self, configs: CallbackConfigs) -> None:
         self._configs = configs
 
-    @maps_errors
     async def CreateCallbackConfig(
         self, request: pb.CreateCallbackConfigRequest, context: Context
     ) -> pb.CreateCallbackConfigResponse:
@@ -36,7 +34,6 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
             callback_config=config_message(created.config), secret=created.secret
         )
 
-    @maps_errors
     async def GetCallbackConfig(
         self, request: pb.GetCallbackConfigRequest, context: Context
     ) -> pb.GetCallbackConfigResponse:
@@ -44,7 +41,6 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
         config = await self._configs.get(parse_config(request.name))
         return pb.GetCallbackConfigResponse(callback_config=config_message(config))
 
-    @maps_errors
     async def ListCallbackConfigs(
         self, request: pb.ListCallbackConfigsRequest, context: Context
     ) -> pb.ListCallbackConfigsResponse:
@@ -57,7 +53,6 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
             callback_configs=[config_message(c) for c in configs], next_page_token=token
         )
 
-    @maps_errors
     async def UpdateCallbackConfig(
         self, request: pb.UpdateCallbackConfigRequest, context: Context
     ) -> pb.UpdateCallbackConfigResponse:
@@ -68,7 +63,6 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
         )
         return pb.UpdateCallbackConfigResponse(callback_config=config_message(config))
 
-    @maps_errors
     async def DeleteCallbackConfig(
         self, request: pb.DeleteCallbackConfigRequest, context: Context
     ) -> pb.DeleteCallbackConfigResponse:
@@ -77,7 +71,6 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
         await self._configs.delete(name)
         return pb.DeleteCallbackConfigResponse(name=str(name))
 
-    @maps_errors
     async def DisableCallbackConfig(
         self, request: pb.DisableCallbackConfigRequest, context: Context
     ) -> pb.DisableCallbackConfigResponse:
@@ -85,7 +78,6 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
         config = await self._configs.disable(parse_config(request.name))
         return pb.DisableCallbackConfigResponse(callback_config=config_message(config))
 
-    @maps_errors
     async def EnableCallbackConfig(
         self, request: pb.EnableCallbackConfigRequest, context: Context
     ) -> pb.EnableCallbackConfigResponse:

@@ -30,8 +30,15 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     return message
 
 
-def from_timestamp(message: timestamp_pb2.Timestamp) -> datetime:
-    """An aware UTC datetime of a protobuf Timestamp."""
+# The range google.protobuf.Timestamp defines: 0001-01-01 to 9999-12-31.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def from_timestamp(message: timestamp_pb2.Timestamp, field: str = "timestamp") -> datetime:
+    """An aware UTC datetime of a protobuf Timestamp; INVALID_ARGUMENT naming
+    ``field`` outside the range the Timestamp type defines."""
+    if not _MIN_SECONDS <= message.seconds <= _MAX_SECONDS or not 0 <= message.nanos < 10**9:
+        raise invalid(field, "must be between 0001-01-01 and 9999-12-31 with 0-999999999 nanos")
     return message.ToDatetime(tzinfo=UTC)
 
 

@@ -1,32 +1,54 @@
-"""Maps domain errors onto gRPC status codes with rich error details."""
+"""The one place where errors become gRPC status codes.
+
+``ErrorMappingInterceptor`` wraps every method handler the server resolves, so
+no RPC can be registered without it: a servicer method raises domain errors
+and never touches status codes itself.
+
+- Domain errors become their codes (INVALID_ARGUMENT carries a
+  ``google.rpc.BadRequest`` naming each bad field).
+- A dependency that is down (``Unavailable``) becomes UNAVAILABLE, logged by
+  whoever watches the dependency, not once per request.
+- A request whose bytes are not a valid encoding of its message becomes
+  INVALID_ARGUMENT naming the first bad field (grpc's own deserializer failure
+  would answer UNKNOWN or INTERNAL).
+- Anything else becomes INTERNAL without its message, and is logged.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.descriptor import Descriptor
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from hookkeeper.service.api.wire import first_bad_field
 from hookkeeper.service.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
+    FieldViolation,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 
 _log = logging.getLogger(__name__)
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
-Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
+Context = grpc.aio.ServicerContext[Any, Any]
+Behavior = Callable[[Any, Context], Awaitable[Any]]
+Deserializer = Callable[[bytes], Any]
+if TYPE_CHECKING:  # grpc's classes are generic only in grpc-stubs
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 
 
-def _bad_request(error: InvalidArgument) -> status_pb2.Status:
+def bad_request(error: InvalidArgument) -> status_pb2.Status:
+    """The rich INVALID_ARGUMENT status of ``error``: a BadRequest detail
+    listing every field violation."""
     detail = error_details_pb2.BadRequest(
         field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
@@ -38,30 +60,125 @@ def _bad_request(error: InvalidArgument) -> status_pb2.Status:
     return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[packed])
 
 
-def maps_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Decorates an RPC so domain errors become their status codes and anything
-    unexpected becomes INTERNAL without leaking its message."""
+async def abort_with(context: Context, error: BaseException, method: str) -> None:
+    """Aborts the call with the status ``error`` stands for (always raises)."""
+    if isinstance(error, InvalidArgument):
+        status = rpc_status.to_status(bad_request(error))
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    if isinstance(error, NotFound):
+        await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+    if isinstance(error, FailedPrecondition):
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+    if isinstance(error, AlreadyExists):
+        await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
+    if isinstance(error, Unavailable):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+    # Type and traceback go to the log (they never hold secrets: every carrier
+    # of one redacts its repr); the caller learns nothing internal.
+    _log.error("unhandled error in %s", method, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-    @functools.wraps(handler)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+
+class Undecodable:
+    """Stands in for a request whose bytes did not decode, so the handler can
+    answer INVALID_ARGUMENT instead of grpc answering UNKNOWN."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+
+def _tolerant(deserializer: Deserializer | None) -> Deserializer | None:
+    if deserializer is None:
+        return None
+    descriptor: Descriptor | None = getattr(
+        getattr(deserializer, "__self__", None), "DESCRIPTOR", None
+    )
+
+    def deserialize(data: bytes) -> Any:
         try:
-            return await handler(self, request, context)
-        except InvalidArgument as error:
-            status = rpc_status.to_status(_bad_request(error))
-            await context.abort(status.code, status.details, status.trailing_metadata)
-        except NotFound as error:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
-        except FailedPrecondition as error:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except AlreadyExists as error:
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(error))
+            return deserializer(data)
+        except Exception:
+            field = first_bad_field(descriptor, data) if descriptor is not None else ""
+            return Undecodable(field)
+
+    return deserialize
+
+
+def _undecodable_error(request: Undecodable) -> InvalidArgument:
+    field = request.field or "request"
+    return InvalidArgument(
+        [FieldViolation(field, "is not a valid protobuf encoding (truncated or bad UTF-8)")]
+    )
+
+
+def guard_unary(behavior: Behavior, method: str) -> Behavior:
+    """``behavior`` with every error mapped onto its status code."""
+
+    async def guarded(request: Any, context: Context) -> Any:
+        try:
+            if isinstance(request, Undecodable):
+                raise _undecodable_error(request)
+            return await behavior(request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            # Type and traceback go to the log (they never hold secrets: every
-            # carrier of one redacts its repr); the caller learns nothing internal.
-            _log.exception("unhandled error in %s", handler.__qualname__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as error:
+            await abort_with(context, error, method)
         raise AssertionError("unreachable: abort raises")
 
-    return wrapper
+    return guarded
+
+
+def _guard_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    # Health's Watch: only the undecodable request needs catching here.
+    async def guarded(request: Any, context: Context) -> Any:
+        if isinstance(request, Undecodable):
+            status = rpc_status.to_status(bad_request(_undecodable_error(request)))
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        async for item in behavior(request, context):
+            yield item
+
+    return guarded
+
+
+def guard_handler(handler: Handler, method: str) -> Handler:
+    """The handler with tolerant request decoding and mapped errors."""
+    deserializer = _tolerant(handler.request_deserializer)
+    serializer = handler.response_serializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            guard_unary(handler.unary_unary, method),  # type: ignore[arg-type]
+            deserializer,
+            serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _guard_stream(handler.unary_stream), deserializer, serializer
+        )
+    # Client-streaming methods (reflection) decode each message themselves
+    # inside grpc; left as they are.
+    return handler
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Applies ``guard_handler`` to every method the server serves."""
+
+    def __init__(self) -> None:
+        # Registered handlers are long-lived objects: guard each once.
+        self._guarded: dict[str, tuple[Any, Handler]] = {}
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler:
+        """The resolved handler, guarded (None for an unknown method)."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None  # type: ignore[return-value]  # grpc's contract: unknown method
+        method = handler_call_details.method or ""
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        guarded = guard_handler(handler, method)
+        self._guarded[method] = (handler, guarded)
+        return guarded

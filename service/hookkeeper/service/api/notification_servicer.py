@@ -11,9 +11,8 @@ from google.protobuf import duration_pb2
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import from_timestamp, timestamp
-from hookkeeper.service.api.errors import maps_errors
 from hookkeeper.service.app.notifications import Notifications
-from hookkeeper.service.domain import event_types
+from hookkeeper.service.domain import event_types, paging
 from hookkeeper.service.domain.delivery_names import (
     SubscriptionName,
     attempt_name,
@@ -134,16 +133,16 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
     def __init__(self, notifications: Notifications) -> None:
         self._notifications = notifications
 
-    @maps_errors
     async def ListEventTypes(
         self, request: pb.ListEventTypesRequest, context: Context
     ) -> pb.ListEventTypesResponse:
-        """Returns the whole catalogue."""
+        """Returns the whole catalogue (one page: it issues no page tokens)."""
+        paging.page_size(request.page_size)
+        paging.no_page_token(request.page_token)
         return pb.ListEventTypesResponse(
             event_types=[event_type_message(t) for t in self._notifications.event_types()]
         )
 
-    @maps_errors
     async def CreateSubscription(
         self, request: pb.CreateSubscriptionRequest, context: Context
     ) -> pb.CreateSubscriptionResponse:
@@ -156,18 +155,19 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         )
         return pb.CreateSubscriptionResponse(subscription=subscription_message(record))
 
-    @maps_errors
     async def ListSubscriptions(
         self, request: pb.ListSubscriptionsRequest, context: Context
     ) -> pb.ListSubscriptionsResponse:
-        """Returns every subscription of the partner."""
+        """Returns every subscription of the partner (one page: at most one
+        per event type, so it issues no page tokens)."""
         partner_id = parse_partner(request.parent)
+        paging.page_size(request.page_size)
+        paging.no_page_token(request.page_token)
         records = await self._notifications.subscriptions(partner_id)
         return pb.ListSubscriptionsResponse(
             subscriptions=[subscription_message(r) for r in records]
         )
 
-    @maps_errors
     async def UpdateSubscription(
         self, request: pb.UpdateSubscriptionRequest, context: Context
     ) -> pb.UpdateSubscriptionResponse:
@@ -178,7 +178,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         )
         return pb.UpdateSubscriptionResponse(subscription=subscription_message(record))
 
-    @maps_errors
     async def DeleteSubscription(
         self, request: pb.DeleteSubscriptionRequest, context: Context
     ) -> pb.DeleteSubscriptionResponse:
@@ -187,7 +186,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         await self._notifications.unsubscribe(name)
         return pb.DeleteSubscriptionResponse(name=str(name))
 
-    @maps_errors
     async def PublishEvent(
         self, request: pb.PublishEventRequest, context: Context
     ) -> pb.PublishEventResponse:
@@ -202,7 +200,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             duplicate=published.duplicate,
         )
 
-    @maps_errors
     async def SendTestNotification(
         self, request: pb.SendTestNotificationRequest, context: Context
     ) -> pb.SendTestNotificationResponse:
@@ -220,7 +217,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             attempt=attempt_message(attempt),
         )
 
-    @maps_errors
     async def ListDeliveryAttempts(
         self, request: pb.ListDeliveryAttemptsRequest, context: Context
     ) -> pb.ListDeliveryAttemptsResponse:
@@ -233,7 +229,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             delivery_attempts=[attempt_message(r) for r in records], next_page_token=token
         )
 
-    @maps_errors
     async def RedeliverNotification(
         self, request: pb.RedeliverNotificationRequest, context: Context
     ) -> pb.RedeliverNotificationResponse:
@@ -242,7 +237,6 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         record = await self._notifications.redeliver(name)
         return pb.RedeliverNotificationResponse(delivery=delivery_message(record))
 
-    @maps_errors
     async def RecoverDeliveries(
         self, request: pb.RecoverDeliveriesRequest, context: Context
     ) -> pb.RecoverDeliveriesResponse:
@@ -250,5 +244,5 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         name = parse_config(request.name)
         if not request.HasField("since"):
             raise invalid("since", "is required: deliveries that failed at or after it recover")
-        count = await self._notifications.recover(name, from_timestamp(request.since))
+        count = await self._notifications.recover(name, from_timestamp(request.since, "since"))
         return pb.RecoverDeliveriesResponse(recovered_count=count)

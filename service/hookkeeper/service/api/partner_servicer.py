@@ -8,7 +8,6 @@ import grpc
 
 from hookkeeper.notifications.v1 import partner_pb2 as pb
 from hookkeeper.notifications.v1 import partner_pb2_grpc as pb_grpc
-from hookkeeper.service.api.errors import maps_errors
 from hookkeeper.service.app.partners import Partners
 from hookkeeper.service.domain.errors import invalid
 
@@ -21,7 +20,6 @@ class PartnerServicer(pb_grpc.PartnerServiceServicer):
     def __init__(self, partners: Partners) -> None:
         self._partners = partners
 
-    @maps_errors
     async def AuthenticatePartner(
         self, request: pb.AuthenticatePartnerRequest, context: Context
     ) -> pb.AuthenticatePartnerResponse:

@@ -9,7 +9,6 @@ import grpc
 from hookkeeper.notifications.v1 import secret_rotation_pb2 as pb
 from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import from_timestamp, timestamp
-from hookkeeper.service.api.errors import maps_errors
 from hookkeeper.service.app.secret_rotation import SecretRotation
 from hookkeeper.service.domain.names import parse_config
 
@@ -22,7 +21,6 @@ class SecretRotationServicer(pb_grpc.SecretRotationServiceServicer):
     def __init__(self, rotation: SecretRotation) -> None:
         self._rotation = rotation
 
-    @maps_errors
     async def RefreshSecret(
         self, request: pb.RefreshSecretRequest, context: Context
     ) -> pb.RefreshSecretResponse:
@@ -37,7 +35,6 @@ class SecretRotationServicer(pb_grpc.SecretRotationServiceServicer):
             previous_secret_expire_time=timestamp(refreshed.previous_secret_expire_time),
         )
 
-    @maps_errors
     async def SignNotification(
         self, request: pb.SignNotificationRequest, context: Context
     ) -> pb.SignNotificationResponse:
@@ -50,7 +47,6 @@ class SecretRotationServicer(pb_grpc.SecretRotationServiceServicer):
             timestamp=signature.timestamp, signature=signature.header
         )
 
-    @maps_errors
     async def RevokePreviousSecret(
         self, request: pb.RevokePreviousSecretRequest, context: Context
     ) -> pb.RevokePreviousSecretResponse:

@@ -122,7 +122,8 @@ class CallbackConfigs:
     ) -> tuple[list[CallbackConfig], str]:
         """A page of the partner's configurations and the next page's token."""
         size = paging.page_size(page_size)
-        cursor = paging.decode_token(page_token)
+        scope = paging.list_scope("ListCallbackConfigs", partner_id)
+        cursor = self._ctx.page_tokens.decode(page_token, scope)
         after = (cursor.create_time, cursor.item_id) if cursor else None
         async with self._ctx.database.read() as conn:
             records = await store.list_configs(conn, partner_id, after=after, limit=size + 1)
@@ -130,7 +131,7 @@ class CallbackConfigs:
         token = ""
         if more:
             last = page[-1]
-            token = paging.encode_token(paging.Cursor(last.create_time, last.id))
+            token = self._ctx.page_tokens.encode(paging.Cursor(last.create_time, last.id), scope)
         return [to_domain(r) for r in page], token
 
     async def update(

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.crypto.keyring import Keyring
+from hookkeeper.service.domain.paging import PageTokens
 from hookkeeper.service.store.database import Database
 
 Clock = Callable[[], datetime]
@@ -38,6 +40,12 @@ class AppContext:
     clock: Clock = system_clock
     # Read cache for Get and Sign; None (or disabled) reads the database.
     cache: ConfigCache | None = None
+
+    @cached_property
+    def page_tokens(self) -> PageTokens:
+        """Page tokens under keys derived from the master keyring: every
+        replica with the same keyring reads every other's tokens."""
+        return PageTokens(self.keyring.derive_keys(b"hookkeeper page tokens v1"))
 
     def invalidate(self, config_id: str) -> None:
         """Drops a changed configuration from this process's read cache."""

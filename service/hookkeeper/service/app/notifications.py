@@ -251,7 +251,10 @@ class Notifications:
     ) -> tuple[list[AttemptRecord], str]:
         """A page of attempts, newest first, and the next page's token."""
         size = paging.page_size(page_size)
-        cursor = paging.decode_token(page_token)
+        if event_id:
+            envelope.raise_for([envelope.check_event_id(event_id)])
+        scope = paging.list_scope("ListDeliveryAttempts", str(parent), event_id)
+        cursor = self._ctx.page_tokens.decode(page_token, scope)
         before = (cursor.create_time, cursor.item_id) if cursor else None
         async with self._ctx.database.read() as conn:
             if parent.delivery_id is not None:
@@ -269,7 +272,8 @@ class Notifications:
         page, more = records[:size], len(records) > size
         token = ""
         if more:
-            token = paging.encode_token(paging.Cursor(page[-1].start_time, page[-1].id))
+            cursor = paging.Cursor(page[-1].start_time, page[-1].id)
+            token = self._ctx.page_tokens.encode(cursor, scope)
         return page, token
 
     async def recover(self, name: ConfigName, since: datetime) -> int:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
@@ -58,6 +60,8 @@ class Keyring:
             raise KeyringError("the keyring has duplicate key ids")
         self._ciphers = {k.key_id: AESGCM(k.material) for k in keys}
         self.primary_key_id = keys[-1].key_id
+        # Newest first: the first derived key is the one to sign with.
+        self._materials = [k.material for k in reversed(keys)]
 
     @classmethod
     def parse(cls, text: str) -> Keyring:
@@ -80,6 +84,15 @@ class Keyring:
     def key_ids(self) -> list[str]:
         """Ids of every key that can open values."""
         return list(self._ciphers)
+
+    def derive_keys(self, purpose: bytes) -> list[bytes]:
+        """One 256-bit key per master key for ``purpose`` (HKDF-SHA256, the
+        purpose as info), primary first: keys for other uses (page tokens)
+        without configuring anything new, and independent of the sealing keys."""
+        return [
+            HKDF(algorithm=hashes.SHA256(), length=_KEY_BYTES, salt=None, info=purpose).derive(m)
+            for m in self._materials
+        ]
 
     def seal(self, plaintext: bytes, associated_data: bytes) -> Sealed:
         """Encrypts under the primary key, bound to ``associated_data``."""

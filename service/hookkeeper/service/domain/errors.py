@@ -45,6 +45,14 @@ class FailedPrecondition(DomainError):
     """The request is valid but the resource's state does not allow it."""
 
 
+class Unavailable(DomainError):
+    """A dependency (the database) cannot be reached; the caller may retry.
+
+    The message is fixed by whoever raises it and never carries connection
+    details (a database URL may hold a password).
+    """
+
+
 def invalid(field: str, description: str) -> InvalidArgument:
     """Shorthand for a single-field InvalidArgument."""
     return InvalidArgument([FieldViolation(field, description)])

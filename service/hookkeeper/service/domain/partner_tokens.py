@@ -13,6 +13,7 @@ import secrets
 import uuid
 
 from hookkeeper.service.domain.errors import invalid
+from hookkeeper.service.domain.text import is_scalar_text
 
 # Recognisable in leaked-secret scanners and in support tickets.
 TOKEN_PREFIX = "hkp_"
@@ -34,7 +35,11 @@ def token_hash(token: str) -> str:
 
 def looks_like_token(value: str) -> bool:
     """Whether ``value`` has the shape of an issued token (no lookup needed otherwise)."""
-    return value.startswith(TOKEN_PREFIX) and 0 < len(value) <= MAX_TOKEN_LENGTH
+    return (
+        value.startswith(TOKEN_PREFIX)
+        and 0 < len(value) <= MAX_TOKEN_LENGTH
+        and is_scalar_text(value)
+    )
 
 
 def new_partner_id() -> str:

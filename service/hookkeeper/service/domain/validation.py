@@ -15,6 +15,7 @@ from rfc3986 import exceptions as rfc3986_errors
 from rfc3986 import validators
 
 from hookkeeper.service.domain.errors import FieldViolation, InvalidArgument
+from hookkeeper.service.domain.text import check_scalar_text
 
 MIN_TIMEOUT_SECONDS = 1
 MAX_TIMEOUT_SECONDS = 60
@@ -107,6 +108,8 @@ def check_api_key(value: str, field: str = "api_key") -> FieldViolation | None:
     """Any non-empty UTF-8 string up to 1 MiB."""
     if not value:
         return FieldViolation(field, "is required")
+    if violation := check_scalar_text(value, field):
+        return violation
     if len(value.encode("utf-8", "surrogatepass")) > MAX_API_KEY_BYTES:
         return FieldViolation(field, f"must be at most {MAX_API_KEY_BYTES} bytes")
     return None
