@@ -35,6 +35,9 @@ ENV PATH=/opt/hookkeeper/bin:$PATH \
     HOOKKEEPER_VAR_DIR=/var/lib/hookkeeper \
     HOOKKEEPER_GRPC_LISTEN=0.0.0.0:50051 \
     HOOKKEEPER_GATEWAY_LISTEN=0.0.0.0:8080
+# `serve` (and `dispatcher`) run one process per CPU the container may use,
+# all on one port; HOOKKEEPER_WORKERS=1 runs one (docs/workers.md).
+ENV HOOKKEEPER_WORKERS=0
 USER 10001:10001
 WORKDIR /var/lib/hookkeeper
 EXPOSE 50051 8080

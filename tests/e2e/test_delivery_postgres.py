@@ -12,8 +12,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import create_postgres_database, drop_postgres_database, require_postgres
 from tests.e2e.delivery_harness import eventually, new_stack, partner
+from tests.support.postgres import create_database as create_postgres_database
+from tests.support.postgres import drop_database as drop_postgres_database
+from tests.support.postgres import require_postgres
 from tests.support.processes import Process
 from tests.support.receiver import Received, Receiver
 

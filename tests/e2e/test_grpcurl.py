@@ -32,13 +32,10 @@ import grpc
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import (
-    POSTGRES_ADMIN_URL,
-    create_postgres_database,
-    drop_postgres_database,
-    require_postgres,
-)
 from tests.support.grpcurl import CONFIGS, SECRETS, Grpcurl, Reply, parse
+from tests.support.postgres import POSTGRES_ADMIN_URL, require_postgres
+from tests.support.postgres import create_database as create_postgres_database
+from tests.support.postgres import drop_database as drop_postgres_database
 from tests.support.processes import (
     Process,
     base_env,

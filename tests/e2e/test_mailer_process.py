@@ -17,7 +17,6 @@ from hookkeeper.service.app.context import AppContext, Policy
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.store.database import Database
-from tests.conftest import sqlite_url
 from tests.support.processes import (
     base_env,
     free_port,
@@ -26,6 +25,7 @@ from tests.support.processes import (
     wait_for_grpc_health,
 )
 from tests.support.smtp import smtp_server
+from tests.support.sqlite import sqlite_url
 
 pytestmark = pytest.mark.e2e
 DAY = 86400

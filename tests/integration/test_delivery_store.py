@@ -18,10 +18,13 @@ from hookkeeper.service.app.notifications import Notifications
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
 from hookkeeper.service.delivery.http import Answer, Sender
 from hookkeeper.service.domain.callback_config import ConfigFields
+from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound
-from hookkeeper.service.store import deliveries as store
-from hookkeeper.service.store import gauges
-from tests.conftest import FakeClock
+from hookkeeper.service.store import attempts, delivery_queue, gauges
+from hookkeeper.service.store.records import (
+    ClaimedDelivery,
+)
+from tests.support.clock import FakeClock
 
 
 class ScriptedSender(Sender):
@@ -59,9 +62,9 @@ async def _config(ctx: AppContext, partner: str) -> str:
     return str(created.config.name)
 
 
-async def _claim(ctx: AppContext, limit: int = 10) -> list[store.ClaimedDelivery]:
+async def _claim(ctx: AppContext, limit: int = 10) -> list[ClaimedDelivery]:
     async with ctx.database.write() as conn:
-        return await store.claim_due(
+        return await delivery_queue.claim_due(
             conn,
             now=ctx.clock(),
             limit=limit,
@@ -108,13 +111,13 @@ async def test_claims_are_disjoint_and_leases_fence_late_writers(
     assert len(again) == 7
     stale = batches[0][0]
     async with ctx.database.write() as conn:
-        await store.settle_many(
+        await delivery_queue.settle_many(
             conn,
             [
                 {
                     "b_id": stale.delivery.id,
                     "b_token": stale.lease_token,  # the expired lease's token
-                    "b_state": store.DELIVERED,
+                    "b_state": DeliveryState.DELIVERED,
                     "b_round_failures": 0,
                     "b_next": None,
                     "b_error": None,
@@ -122,8 +125,8 @@ async def test_claims_are_disjoint_and_leases_fence_late_writers(
                 }
             ],
         )
-        rows = await store.count_by_state(conn)
-    assert rows == {store.PENDING: 7}
+        rows = await delivery_queue.count_by_state(conn)
+    assert rows == {DeliveryState.PENDING: 7}
 
 
 async def test_failures_retry_per_policy_then_fail(ctx: AppContext, clock: FakeClock) -> None:
@@ -140,8 +143,8 @@ async def test_failures_retry_per_policy_then_fail(ctx: AppContext, clock: FakeC
             outcome = await deliverer.attempt(item)
             outcomes += 1
             async with ctx.database.write() as conn:
-                await store.insert_attempts(conn, [outcome.attempt])
-                await store.settle_many(
+                await attempts.insert_attempts(conn, [outcome.attempt])
+                await delivery_queue.settle_many(
                     conn,
                     [
                         {
@@ -159,7 +162,7 @@ async def test_failures_retry_per_policy_then_fail(ctx: AppContext, clock: FakeC
     # One connectivity GET, then the first attempt and 24 hourly retries.
     assert outcomes == 1 + 25
     async with ctx.database.read() as conn:
-        assert await store.count_by_state(conn) == {store.FAILED: 2}
+        assert await delivery_queue.count_by_state(conn) == {DeliveryState.FAILED: 2}
     methods = [method for method, _, _ in sender.calls]
     assert (methods.count("GET"), methods.count("POST")) == (1, 25)
 
@@ -173,7 +176,7 @@ async def test_deleting_a_configuration_cancels_its_pending_deliveries(ctx: AppC
 
     await CallbackConfigs(ctx).delete(parse_config(config))
     async with ctx.database.read() as conn:
-        assert await store.count_by_state(conn) == {store.CANCELLED: 2}
+        assert await delivery_queue.count_by_state(conn) == {DeliveryState.CANCELLED: 2}
     assert await notifications.subscriptions("p4") == []
     with pytest.raises(NotFound):
         await notifications.send_test(parse_config(config), "PropertyStatusChanged", "{}")
@@ -190,7 +193,7 @@ async def test_changing_the_callback_url_queues_one_connectivity_check(ctx: AppC
     await configs.update(name, other, ["callback_url"])
     await configs.update(name, ConfigFields(contact_email="x@example.com"), ["contact_email"])
     claimed = await _claim(ctx)
-    checks = [c for c in claimed if c.delivery.kind == store.CONNECTIVITY_CHECK]
+    checks = [c for c in claimed if c.delivery.kind == DeliveryKind.CONNECTIVITY_CHECK]
     assert len(checks) == len(claimed) == 2  # the one of create and the one of the change
 
 
@@ -213,5 +216,8 @@ async def test_credentials_sealed_under_a_lost_key_fail_the_attempt_visibly(
         assert outcome.attempt.error.startswith("cannot open stored credentials: key ")
     states = {o.claimed.delivery.kind: o.settlement.state for o in outcomes}
     # The event is retried per its policy; a connectivity check never is.
-    assert states == {store.EVENT: store.PENDING, store.CONNECTIVITY_CHECK: store.FAILED}
+    assert states == {
+        DeliveryKind.EVENT: DeliveryState.PENDING,
+        DeliveryKind.CONNECTIVITY_CHECK: DeliveryState.FAILED,
+    }
     assert sender.calls == []  # nothing was sent without its credentials

@@ -32,7 +32,7 @@ from hookkeeper.service.domain.errors import NotFound, Unavailable, invalid
 from hookkeeper.service.server import SERVICE_NAMES, start_server
 from hookkeeper.service.store import migrate
 from hookkeeper.service.store.database import Database
-from tests.conftest import sqlite_url
+from tests.support.sqlite import sqlite_url
 
 TOKEN = "choke-point-token-0123456789"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

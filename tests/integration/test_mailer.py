@@ -21,12 +21,10 @@ from hookkeeper.service.mail.smtp import SmtpTransport, SmtpUrl
 from hookkeeper.service.mail.worker import ExpiryMailer
 from hookkeeper.service.store import migrate
 from hookkeeper.service.store.database import Database
-from tests.conftest import (
-    FakeClock,
-    create_postgres_database,
-    drop_postgres_database,
-    require_postgres,
-)
+from tests.support.clock import FakeClock
+from tests.support.postgres import create_database as create_postgres_database
+from tests.support.postgres import drop_database as drop_postgres_database
+from tests.support.postgres import require_postgres
 from tests.support.smtp import SmtpServer, body_text, smtp_server
 
 FIELDS = ConfigFields(

@@ -22,7 +22,7 @@ from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.errors import NotFound
 from hookkeeper.service.store.change_feed import ChangeListener
 from hookkeeper.service.store.database import Database
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.postgres
 

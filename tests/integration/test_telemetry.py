@@ -39,7 +39,7 @@ from hookkeeper.service.mail.smtp import SmtpTransport, SmtpUrl
 from hookkeeper.service.mail.worker import ExpiryMailer
 from hookkeeper.service.server import start_server
 from hookkeeper.service.settings import Settings
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 from tests.support.receiver import Receiver
 from tests.support.smtp import smtp_server
 

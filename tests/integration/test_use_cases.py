@@ -18,7 +18,7 @@ from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store.tables import callback_secrets
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 FIELDS = ConfigFields("https://testcallbackurl.com", "newapikey", "partner@email.com", 50)
 

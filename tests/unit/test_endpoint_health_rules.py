@@ -75,7 +75,7 @@ def test_our_verifier_matches_and_rejects_stale_or_foreign() -> None:
 
 
 def test_a_non_whsec_secret_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="whsec_"):
         swh.key_of("abcdefghijklmnopqrstuvwx")
 
 

@@ -17,6 +17,12 @@ from hookkeeper.service.mail.setup import build_mailer
 from hookkeeper.service.partner_commands import partner
 from hookkeeper.service.settings import Settings
 from hookkeeper.service.store import migrate as migrations
+from hookkeeper.service.supervisor import (
+    Supervisor,
+    attach_to_supervisor,
+    python_command,
+    resolve_workers,
+)
 
 
 def _setup_logging() -> None:
@@ -39,12 +45,40 @@ def main() -> None:
     _setup_logging()
 
 
+_WORKERS_HELP = (
+    "Processes sharing the work (default HOOKKEEPER_WORKERS, else 1; 0 = one per CPU). "
+    "Above 1 this process supervises them: see docs/workers.md."
+)
+
+
+def _supervise(settings: Settings, command: str, count: int) -> None:
+    """Runs ``count`` copies of ``hookkeeper COMMAND --workers 1`` and exits
+    with the supervisor's code."""
+    # Generated development files are made here, once, before any worker
+    # could race another to create them.
+    bootstrap.load_keyring(settings)
+    if command == "serve":
+        bootstrap.load_service_tokens(settings)
+    code = Supervisor(
+        python_command(command, "--workers", "1"),
+        count,
+        stop_timeout=settings.shutdown_grace_seconds + 20,
+        name=f"{command} worker",
+    ).run()
+    raise SystemExit(code)
+
+
 @main.command()
-def serve() -> None:
+@click.option("--workers", type=click.IntRange(min=0), default=None, help=_WORKERS_HELP)
+def serve(workers: int | None) -> None:
     """Serve the gRPC API until SIGTERM."""
     from hookkeeper.service.server import serve_until_signalled
 
     settings = Settings()
+    count = resolve_workers(settings.workers if workers is None else workers)
+    if count > 1:
+        _supervise(settings, "serve", count)
+    attach_to_supervisor()
     ctx = _context(settings)
     tokens = bootstrap.load_service_tokens(settings)
     mailer = build_mailer(ctx, settings)
@@ -76,11 +110,16 @@ def serve() -> None:
 
 
 @main.command()
-def dispatcher() -> None:
+@click.option("--workers", type=click.IntRange(min=0), default=None, help=_WORKERS_HELP)
+def dispatcher(workers: int | None) -> None:
     """Deliver queued notifications until SIGTERM (any number may share a database)."""
     from hookkeeper.service.delivery import runtime as delivery
 
     settings = Settings()
+    count = resolve_workers(settings.workers if workers is None else workers)
+    if count > 1:
+        _supervise(settings, "dispatcher", count)
+    attach_to_supervisor()
     ctx = _context(settings)
     deliveries = delivery.build(ctx, settings, with_dispatcher=True)
     try:

@@ -87,6 +87,9 @@ async def start_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Workers of `serve --workers N` share the port; the kernel spreads
+            # connections across them (grpc's default on Linux, made explicit).
+            ("grpc.so_reuseport", 1),
         ],
     )
     callback_config_pb2_grpc.add_CallbackConfigServiceServicer_to_server(

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     secret_validity_days: float = Field(default=365.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Processes of `serve` and `dispatcher` (0: one per CPU); docs/workers.md.
+    workers: int = Field(default=1, ge=0)
     # Read cache of `serve` on PostgreSQL (entry lifetime; 0 turns it off).
     read_cache_seconds: float = Field(default=10.0, ge=0)
     # Public GraphQL gateway (docs/gateway.md).

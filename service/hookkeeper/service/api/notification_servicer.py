@@ -13,6 +13,7 @@ from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import from_timestamp, timestamp
 from hookkeeper.service.app.notifications import Notifications
 from hookkeeper.service.domain import event_types, paging
+from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.delivery_names import (
     SubscriptionName,
     attempt_name,
@@ -22,8 +23,7 @@ from hookkeeper.service.domain.delivery_names import (
 )
 from hookkeeper.service.domain.errors import invalid
 from hookkeeper.service.domain.names import ConfigName, parse_config, parse_partner
-from hookkeeper.service.store import deliveries as store
-from hookkeeper.service.store.deliveries import (
+from hookkeeper.service.store.records import (
     AttemptRecord,
     DeliveryRecord,
     EventRecord,
@@ -32,17 +32,18 @@ from hookkeeper.service.store.deliveries import (
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-_KINDS = {
-    store.EVENT: pb.DELIVERY_KIND_EVENT,
-    store.TEST: pb.DELIVERY_KIND_TEST,
-    store.CONNECTIVITY_CHECK: pb.DELIVERY_KIND_CONNECTIVITY_CHECK,
+# Keyed by str: records carry the stored names.
+_KINDS: dict[str, pb.DeliveryKind.ValueType] = {
+    DeliveryKind.EVENT: pb.DELIVERY_KIND_EVENT,
+    DeliveryKind.TEST: pb.DELIVERY_KIND_TEST,
+    DeliveryKind.CONNECTIVITY_CHECK: pb.DELIVERY_KIND_CONNECTIVITY_CHECK,
 }
-_STATES = {
-    store.PENDING: pb.Delivery.STATE_PENDING,
-    store.DELIVERED: pb.Delivery.STATE_DELIVERED,
-    store.FAILED: pb.Delivery.STATE_FAILED,
-    store.CANCELLED: pb.Delivery.STATE_CANCELLED,
-    store.PAUSED: pb.Delivery.STATE_PAUSED,
+_STATES: dict[str, pb.Delivery.State.ValueType] = {
+    DeliveryState.PENDING: pb.Delivery.STATE_PENDING,
+    DeliveryState.DELIVERED: pb.Delivery.STATE_DELIVERED,
+    DeliveryState.FAILED: pb.Delivery.STATE_FAILED,
+    DeliveryState.CANCELLED: pb.Delivery.STATE_CANCELLED,
+    DeliveryState.PAUSED: pb.Delivery.STATE_PAUSED,
 }
 
 
@@ -103,7 +104,7 @@ def delivery_message(record: DeliveryRecord) -> pb.Delivery:
         create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
     )
-    if record.state == store.PENDING and record.next_attempt_time is not None:
+    if record.state == DeliveryState.PENDING and record.next_attempt_time is not None:
         message.next_attempt_time.CopyFrom(timestamp(record.next_attempt_time))
     return message
 

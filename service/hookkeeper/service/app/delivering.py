@@ -15,11 +15,11 @@ from hookkeeper.service.app.secret_rotation import SecretRotation
 from hookkeeper.service.crypto.keyring import KeyringError
 from hookkeeper.service.delivery.http import Answer, Sender
 from hookkeeper.service.domain import envelope, event_types, retry, throttling
+from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.endpoint_health import GONE_STATUS
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
-from hookkeeper.service.store import deliveries as store
-from hookkeeper.service.store.deliveries import (
+from hookkeeper.service.store.records import (
     AttemptRecord,
     ClaimedDelivery,
     EventRecord,
@@ -63,7 +63,11 @@ def body_of(event: EventRecord) -> bytes:
 def policy_of(claimed: ClaimedDelivery) -> event_types.RetryPolicy:
     """The retry policy that applies to a delivery."""
     event = claimed.event
-    if claimed.delivery.kind == store.EVENT and event and event_types.is_known(event.event_type):
+    if (
+        claimed.delivery.kind == DeliveryKind.EVENT
+        and event
+        and event_types.is_known(event.event_type)
+    ):
         return event_types.get(event.event_type).retry_policy
     return event_types.CONNECTIVITY  # tests and connectivity checks: one attempt
 
@@ -73,17 +77,17 @@ def settle(claimed: ClaimedDelivery, answer: Answer, now: datetime, *, scale: fl
     with it, and the delivery resumes when it is enabled); otherwise retried
     per policy, no earlier than a 429/503's Retry-After, or failed for good."""
     if answer.succeeded:
-        return Settlement(store.DELIVERED, claimed.delivery.round_failures, None, None)
+        return Settlement(DeliveryState.DELIVERED, claimed.delivery.round_failures, None, None)
     failures = claimed.delivery.round_failures + 1
-    if answer.http_status == GONE_STATUS and claimed.delivery.kind == store.EVENT:
-        return Settlement(store.PAUSED, 0, None, answer.error)
+    if answer.http_status == GONE_STATUS and claimed.delivery.kind == DeliveryKind.EVENT:
+        return Settlement(DeliveryState.PAUSED, 0, None, answer.error)
     hold = throttling.hold_until(answer.http_status, answer.retry_after, now)
     following = retry.next_attempt_time(policy_of(claimed), failures, now, scale=scale)
     if following is None:
-        return Settlement(store.FAILED, failures, None, answer.error, hold)
+        return Settlement(DeliveryState.FAILED, failures, None, answer.error, hold)
     if hold is not None:
         following = max(following, hold)
-    return Settlement(store.PENDING, failures, following, answer.error, hold)
+    return Settlement(DeliveryState.PENDING, failures, following, answer.error, hold)
 
 
 class Deliverer:
@@ -122,7 +126,7 @@ class Deliverer:
         delivery = claimed.delivery
         api_key = self._ctx.keyring.open(target.api_key, api_key_aad(target.config_id)).decode()
         headers = {"transactionId": delivery.transaction_id, "api-key": api_key}
-        if delivery.kind == store.CONNECTIVITY_CHECK:
+        if delivery.kind == DeliveryKind.CONNECTIVITY_CHECK:
             return await self._sender.request(
                 "GET",
                 target.callback_url,
@@ -185,7 +189,7 @@ class Deliverer:
             event_type=claimed.event.event_type if claimed.event else "",
         )
         if claimed.target is None:
-            settlement = Settlement(store.CANCELLED, 0, None, answer.error)
+            settlement = Settlement(DeliveryState.CANCELLED, 0, None, answer.error)
         else:
             settlement = settle(claimed, answer, self._ctx.clock(), scale=self._scale)
         return Outcome(claimed, attempt, settlement)

@@ -13,18 +13,19 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookkeeper.service.store import deliveries as store
+from hookkeeper.service.domain.deliveries import DeliveryKind
+from hookkeeper.service.store import delivery_queue
 
 
 async def callback_url_set(
     conn: AsyncConnection, partner_id: str, config_id: str, now: datetime
 ) -> None:
     """Queues the connectivity check of a new or changed callback URL."""
-    await store.insert_delivery(
+    await delivery_queue.insert_delivery(
         conn,
-        store.new_delivery(
+        delivery_queue.new_delivery(
             partner_id=partner_id,
-            kind=store.CONNECTIVITY_CHECK,
+            kind=DeliveryKind.CONNECTIVITY_CHECK,
             event_pk=None,
             config_id=config_id,
             now=now,
@@ -34,4 +35,4 @@ async def callback_url_set(
 
 async def config_deleted(conn: AsyncConnection, config_id: str, now: datetime) -> int:
     """Cancels every pending delivery to a configuration being deleted."""
-    return await store.cancel_for_config(conn, config_id, now)
+    return await delivery_queue.cancel_for_config(conn, config_id, now)

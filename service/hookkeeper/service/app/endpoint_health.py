@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookkeeper.service import endpoint_metrics
+from hookkeeper.service import telemetry
 from hookkeeper.service.app.delivering import Outcome
 from hookkeeper.service.domain import endpoint_health as rules
-from hookkeeper.service.store import deliveries as delivery_store
+from hookkeeper.service.domain.deliveries import DeliveryKind
 from hookkeeper.service.store import endpoint_health as store
 from hookkeeper.service.store.change_feed import announce
 
@@ -33,8 +33,8 @@ async def disable(conn: AsyncConnection, config_id: str, reason: str, now: datet
     paused = await store.pause_idle(conn, config_id, reason, now)
     await store.insert_notice(conn, config_id, reason, now)
     await announce(conn, config_id)
-    endpoint_metrics.record_disabled(reason_kind(reason))
-    endpoint_metrics.record_paused(paused)
+    telemetry.record_disabled(reason_kind(reason))
+    telemetry.record_paused(paused)
     return True
 
 
@@ -76,7 +76,7 @@ async def after_attempts(
     by_config: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         delivery = outcome.claimed.delivery
-        if outcome.claimed.target is not None and delivery.kind == delivery_store.EVENT:
+        if outcome.claimed.target is not None and delivery.kind == DeliveryKind.EVENT:
             by_config[outcome.claimed.delivery.callback_config_id].append(outcome)
     disabled = []
     # Locked in id order, like the claim: concurrent batches never deadlock.
@@ -93,7 +93,7 @@ async def after_attempts(
             )
             if outcome.settlement.hold_until is not None:
                 hold = max(hold or now, outcome.settlement.hold_until)
-                endpoint_metrics.record_throttled("retry_after")
+                telemetry.record_throttled("retry_after")
             reason = reason or rules.should_disable(
                 http_status=attempt.http_status,
                 failing_since=failing_since,

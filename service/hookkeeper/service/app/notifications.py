@@ -14,6 +14,7 @@ from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain import envelope, event_types, paging
+from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.delivery_names import DeliveryName, SubscriptionName
 from hookkeeper.service.domain.errors import (
     AlreadyExists,
@@ -24,17 +25,16 @@ from hookkeeper.service.domain.errors import (
     invalid,
 )
 from hookkeeper.service.domain.names import ConfigName, parse_config
+from hookkeeper.service.store import attempts, delivery_queue, events, subscriptions
 from hookkeeper.service.store import callback_configs as config_store
-from hookkeeper.service.store import deliveries as store
 from hookkeeper.service.store import endpoint_health as endpoint_store
-from hookkeeper.service.store.deliveries import (
+from hookkeeper.service.store.records import (
     AttemptRecord,
     ClaimedDelivery,
     DeliveryRecord,
     EventRecord,
     SubscriptionRecord,
     TargetRecord,
-    new_delivery,
 )
 
 
@@ -104,7 +104,7 @@ class Notifications:
         name = parse_config(value, field=field)
         if name.partner_id != partner_id:
             raise invalid(field, "must be a callback configuration of the same partner")
-        if not await store.config_exists(conn, partner_id, name.config_id):
+        if not await subscriptions.config_exists(conn, partner_id, name.config_id):
             raise NotFound(str(name))
         return name.config_id
 
@@ -117,7 +117,7 @@ class Notifications:
                 conn, partner_id, config, "subscription.callback_config"
             )
             record = SubscriptionRecord(partner_id, kind.name, config_id, now, now)
-            if not await store.insert_subscription(conn, record):
+            if not await subscriptions.insert_subscription(conn, record):
                 raise AlreadyExists(
                     f"{SubscriptionName(partner_id, kind.name)} already exists; "
                     "use UpdateSubscription to move it"
@@ -127,7 +127,7 @@ class Notifications:
     async def subscriptions(self, partner_id: str) -> list[SubscriptionRecord]:
         """Every subscription of the partner."""
         async with self._ctx.database.read() as conn:
-            return await store.list_subscriptions(conn, partner_id)
+            return await subscriptions.list_subscriptions(conn, partner_id)
 
     async def move(
         self, name: SubscriptionName, config: str, mask: list[str]
@@ -141,18 +141,18 @@ class Notifications:
             config_id = await self._config_of(
                 conn, name.partner_id, config, "subscription.callback_config"
             )
-            if not await store.move_subscription(
+            if not await subscriptions.move_subscription(
                 conn, name.partner_id, name.event_type, config_id, now
             ):
                 raise NotFound(str(name))
-            moved = await store.get_subscription(conn, name.partner_id, name.event_type)
+            moved = await subscriptions.get_subscription(conn, name.partner_id, name.event_type)
         assert moved is not None
         return moved
 
     async def unsubscribe(self, name: SubscriptionName) -> None:
         """Removes a subscription; NotFound when absent."""
         async with self._ctx.database.write() as conn:
-            if not await store.delete_subscription(conn, name.partner_id, name.event_type):
+            if not await subscriptions.delete_subscription(conn, name.partner_id, name.event_type):
                 raise NotFound(str(name))
 
     # --- publishing ------------------------------------------------------
@@ -169,20 +169,22 @@ class Notifications:
             str(uuid.uuid4()), partner_id, kind.name, event_id, payload, False, now
         )
         async with self._ctx.database.write() as conn:
-            stored, inserted = await store.insert_event(conn, record)
+            stored, inserted = await events.insert_event(conn, record)
             if not inserted:
-                return Published(stored, await store.deliveries_of_event(conn, stored.id), True)
+                return Published(
+                    stored, await delivery_queue.deliveries_of_event(conn, stored.id), True
+                )
             queued = []
-            subscription = await store.get_subscription(conn, partner_id, kind.name)
+            subscription = await subscriptions.get_subscription(conn, partner_id, kind.name)
             if subscription is not None:
-                delivery = new_delivery(
+                delivery = delivery_queue.new_delivery(
                     partner_id=partner_id,
-                    kind=store.EVENT,
+                    kind=DeliveryKind.EVENT,
                     event_pk=stored.id,
                     config_id=subscription.callback_config_id,
                     now=now,
                 )
-                await store.insert_delivery(conn, delivery)
+                await delivery_queue.insert_delivery(conn, delivery)
                 queued.append(
                     replace(delivery, event_id=stored.event_id, event_type=stored.event_type)
                 )
@@ -209,10 +211,10 @@ class Notifications:
             config = await config_store.get_config(conn, name.partner_id, name.config_id)
             if config is None:
                 raise NotFound(str(name))
-            await store.insert_event(conn, event)
-            delivery = new_delivery(
+            await events.insert_event(conn, event)
+            delivery = delivery_queue.new_delivery(
                 partner_id=name.partner_id,
-                kind=store.TEST,
+                kind=DeliveryKind.TEST,
                 event_pk=event.id,
                 config_id=config.id,
                 now=now,
@@ -222,11 +224,11 @@ class Notifications:
             delivery = replace(
                 delivery,
                 attempt_count=1,
-                state=store.FAILED,
+                state=DeliveryState.FAILED,
                 next_attempt_time=None,
                 last_error="interrupted before an answer",
             )
-            await store.insert_delivery(conn, delivery)
+            await delivery_queue.insert_delivery(conn, delivery)
         target = TargetRecord(
             config.id, config.callback_url, config.request_timeout_seconds, config.api_key
         )
@@ -234,11 +236,13 @@ class Notifications:
         claimed = ClaimedDelivery(delivery, token, event, target)
         outcome = await self._deliverer.attempt(claimed)
         async with self._ctx.database.write() as conn:
-            await store.insert_attempts(conn, [outcome.attempt])
-            await store.finish_unleased(
+            await attempts.insert_attempts(conn, [outcome.attempt])
+            await delivery_queue.finish_unleased(
                 conn,
                 delivery.id,
-                state=store.DELIVERED if outcome.attempt.succeeded else store.FAILED,
+                state=DeliveryState.DELIVERED
+                if outcome.attempt.succeeded
+                else DeliveryState.FAILED,
                 error=outcome.attempt.error or None,
                 now=self._ctx.clock(),
             )
@@ -258,10 +262,12 @@ class Notifications:
         before = (cursor.create_time, cursor.item_id) if cursor else None
         async with self._ctx.database.read() as conn:
             if parent.delivery_id is not None:
-                found = await store.get_delivery(conn, parent.partner_id, parent.delivery_id)
+                found = await delivery_queue.get_delivery(
+                    conn, parent.partner_id, parent.delivery_id
+                )
                 if found is None:
                     raise NotFound(str(parent))
-            records = await store.list_attempts(
+            records = await attempts.list_attempts(
                 conn,
                 parent.partner_id,
                 delivery_id=parent.delivery_id,
@@ -285,7 +291,7 @@ class Notifications:
                 raise NotFound(str(name))
             ids = await endpoint_store.failed_since(conn, name.config_id, since)
             count = await endpoint_store.requeue_in_order(
-                conn, ids, self._ctx.clock(), from_state=store.FAILED
+                conn, ids, self._ctx.clock(), from_state=DeliveryState.FAILED
             )
         if count:
             self._wake()
@@ -296,19 +302,23 @@ class Notifications:
         assert name.delivery_id is not None
         now = self._ctx.clock()
         async with self._ctx.database.write() as conn:
-            found = await store.get_delivery(conn, name.partner_id, name.delivery_id)
+            found = await delivery_queue.get_delivery(conn, name.partner_id, name.delivery_id)
             if found is None:
                 raise NotFound(str(name))
-            if found.state == store.PENDING:
+            if found.state == DeliveryState.PENDING:
                 raise FailedPrecondition(f"{name} is still pending delivery")
-            if found.state == store.CANCELLED:
+            if found.state == DeliveryState.PAUSED:
+                raise FailedPrecondition(
+                    f"{name} is paused: its callback configuration is disabled; enable it"
+                )
+            if found.state == DeliveryState.CANCELLED:
                 raise FailedPrecondition(
                     f"{name} was cancelled: its callback configuration was deleted"
                 )
-            if found.kind != store.EVENT:
+            if found.kind != DeliveryKind.EVENT:
                 raise FailedPrecondition(f"{name} is not the delivery of a published event")
-            await store.requeue(conn, found.id, now)
-            updated = await store.get_delivery(conn, name.partner_id, name.delivery_id)
+            await delivery_queue.requeue(conn, found.id, now)
+            updated = await delivery_queue.get_delivery(conn, name.partner_id, name.delivery_id)
         assert updated is not None
         self._wake()
         return updated

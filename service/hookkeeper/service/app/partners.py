@@ -12,6 +12,7 @@ from hookkeeper.service.domain.errors import NotFound
 from hookkeeper.service.domain.names import partner_name
 from hookkeeper.service.store import partners as store
 from hookkeeper.service.store.callback_configs import ensure_partner
+from hookkeeper.service.store.records import AccountRecord
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Partners:
         async with self._ctx.database.write() as conn:
             await ensure_partner(conn, partner.partner_id, now)
             await store.insert_account(
-                conn, store.AccountRecord(partner.partner_id, partner.display_name, now)
+                conn, AccountRecord(partner.partner_id, partner.display_name, now)
             )
             await store.insert_token(
                 conn, str(uuid.uuid4()), partner.partner_id, rules.token_hash(token), now

@@ -19,14 +19,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from hookkeeper.service import endpoint_metrics, telemetry
+from hookkeeper.service import telemetry
 from hookkeeper.service.app import endpoint_health
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
-from hookkeeper.service.store import deliveries as store
-from hookkeeper.service.store import gauges
+from hookkeeper.service.store import attempts, delivery_queue, gauges
 from hookkeeper.service.store.endpoint_health import Admission
+from hookkeeper.service.store.records import (
+    ClaimedDelivery,
+)
 
 _log = logging.getLogger(__name__)
 _FLUSH_MAX = 500
@@ -48,9 +50,9 @@ class DispatcherOptions:
 
 
 def _record_admission(admission: Admission) -> None:
-    endpoint_metrics.record_paused(admission.paused)
-    endpoint_metrics.record_throttled("retry_after", admission.held)
-    endpoint_metrics.record_throttled("rate_limit", admission.rate_deferred)
+    telemetry.record_paused(admission.paused)
+    telemetry.record_throttled("retry_after", admission.held)
+    telemetry.record_throttled("rate_limit", admission.rate_deferred)
 
 
 def dispatcher_id() -> str:
@@ -81,10 +83,10 @@ class Dispatcher:
         """Look for due work now instead of at the next poll."""
         self._wakeup.set()
 
-    async def _claim(self, limit: int) -> list[store.ClaimedDelivery]:
+    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
         token = str(uuid.uuid4())
         async with self._ctx.database.write() as conn:
-            return await store.claim_due(
+            return await delivery_queue.claim_due(
                 conn,
                 now=self._ctx.clock(),
                 limit=limit,
@@ -94,7 +96,7 @@ class Dispatcher:
                 on_admission=_record_admission,
             )
 
-    async def _one(self, claimed: store.ClaimedDelivery) -> None:
+    async def _one(self, claimed: ClaimedDelivery) -> None:
         event = claimed.event
         event_type = event.event_type if event is not None else claimed.delivery.kind
         # One trace per attempt (no-op when tracing is off): the signing
@@ -159,8 +161,8 @@ class Dispatcher:
     async def _write(self, batch: list[Outcome]) -> None:
         now = self._ctx.clock()
         async with self._ctx.database.write() as conn:
-            await store.insert_attempts(conn, [o.attempt for o in batch])
-            await store.settle_many(
+            await attempts.insert_attempts(conn, [o.attempt for o in batch])
+            await delivery_queue.settle_many(
                 conn,
                 [
                     {
@@ -214,7 +216,7 @@ class Dispatcher:
             while not stop.is_set():
                 free = options.concurrency - len(self._inflight)
                 wanted = min(options.batch_size, free)
-                claimed: list[store.ClaimedDelivery] = []
+                claimed: list[ClaimedDelivery] = []
                 if wanted >= self._claim_threshold or not self._inflight:
                     try:
                         claimed = await self._claim(wanted)

@@ -25,6 +25,7 @@ from hookkeeper.service.mail.disable_notice import compose as compose_notice
 from hookkeeper.service.mail.message import WarningFacts, compose
 from hookkeeper.service.store import endpoint_health as notice_store
 from hookkeeper.service.store import expiry_warnings as store
+from hookkeeper.service.store.records import ClaimedWarning
 
 _log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class ExpiryMailer:
                 created += await store.schedule(conn, secret, days, now)
         return created
 
-    async def _send(self, claim: store.ClaimedWarning) -> int:
+    async def _send(self, claim: ClaimedWarning) -> int:
         facts = WarningFacts(
             name=ConfigName(claim.partner_id, claim.callback_config_id),
             callback_url=claim.callback_url,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,35 +25,12 @@ from hookkeeper.service.store.mail_tables import (
     SUPERSEDED,
     expiry_warnings,
 )
+from hookkeeper.service.store.records import ClaimedWarning, CurrentSecret
 from hookkeeper.service.store.tables import callback_configs, callback_secrets
 
 _w = expiry_warnings.c
 _c = callback_configs.c
 _s = callback_secrets.c
-
-
-@dataclass(frozen=True)
-class CurrentSecret:
-    """A configuration's current secret, as the scheduler sees it."""
-
-    secret_id: str
-    callback_config_id: str
-    create_time: datetime
-    expire_time: datetime
-
-
-@dataclass(frozen=True)
-class ClaimedWarning:
-    """A warning a mailer holds the lease of, with what the message needs."""
-
-    id: str
-    attempts: int
-    threshold_days: int
-    callback_config_id: str
-    partner_id: str
-    callback_url: str
-    contact_email: str
-    expire_time: datetime
 
 
 def _is_current_secret() -> ColumnElement[bool]:

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookkeeper.service.store.deliveries import PENDING
+from hookkeeper.service.domain.deliveries import DeliveryState
 from hookkeeper.service.store.delivery_tables import notification_deliveries
 from hookkeeper.service.store.expiry_warnings import count_expiring
 
@@ -19,7 +19,7 @@ _d = notification_deliveries.c
 async def delivery_queue(conn: AsyncConnection, now: datetime) -> tuple[int, float]:
     """Deliveries waiting to be sent, and the age in seconds of the oldest
     (0 when none wait): how late an event accepted now would be at worst."""
-    stmt = select(func.count(), func.min(_d.create_time)).where(_d.state == PENDING)
+    stmt = select(func.count(), func.min(_d.create_time)).where(_d.state == DeliveryState.PENDING)
     count, oldest = (await conn.execute(stmt)).one()
     if not count or oldest is None:
         return 0, 0.0

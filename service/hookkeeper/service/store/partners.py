@@ -5,25 +5,16 @@ Each takes the connection of a transaction opened by the caller.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.store.partner_tables import partner_accounts, partner_tokens
+from hookkeeper.service.store.records import AccountRecord
 
 _accounts = partner_accounts.c
 _tokens = partner_tokens.c
-
-
-@dataclass(frozen=True)
-class AccountRecord:
-    """A stored partner account."""
-
-    partner_id: str
-    display_name: str
-    create_time: datetime
 
 
 async def insert_account(conn: AsyncConnection, record: AccountRecord) -> None:

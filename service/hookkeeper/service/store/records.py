@@ -1,4 +1,6 @@
-"""Rows as the store hands them to the layer above."""
+"""Rows as the store hands them to the layer above, all in one place.
+
+Secrets and API keys stay sealed in them; only the app layer opens them."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.domain.deliveries import DeliveryKind
 
 
 @dataclass(frozen=True)
@@ -38,3 +41,135 @@ class SecretRecord:
     create_time: datetime
     expire_time: datetime
     retire_time: datetime | None
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    """A stored partner account."""
+
+    partner_id: str
+    display_name: str
+    create_time: datetime
+
+
+# --- delivery -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """A notification_events row."""
+
+    id: str
+    partner_id: str
+    event_type: str
+    event_id: str
+    payload: str
+    is_test: bool
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    """A notification_subscriptions row."""
+
+    partner_id: str
+    event_type: str
+    callback_config_id: str
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A notification_deliveries row with its event's id and type."""
+
+    id: str
+    partner_id: str
+    kind: str
+    event_pk: str | None
+    callback_config_id: str
+    transaction_id: str
+    state: str
+    attempt_count: int
+    round_failures: int
+    next_attempt_time: datetime | None
+    last_error: str | None
+    create_time: datetime
+    update_time: datetime
+    event_id: str = ""
+    event_type: str = ""
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """A notification_attempts row with its delivery's context."""
+
+    id: str
+    delivery_id: str
+    partner_id: str
+    attempt_number: int
+    start_time: datetime
+    latency_ms: int
+    http_status: int
+    succeeded: bool
+    error: str
+    dispatcher: str
+    kind: str = DeliveryKind.EVENT
+    callback_config_id: str = ""
+    transaction_id: str = ""
+    event_id: str = ""
+    event_type: str = ""
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    """What a sender needs of a configuration (the API key stays sealed)."""
+
+    config_id: str
+    callback_url: str
+    request_timeout_seconds: int
+    api_key: Sealed
+    signature_scheme: str = "EXPEDIA_V2"
+
+    def __repr__(self) -> str:
+        return f"TargetRecord(config_id={self.config_id!r}, api_key=<sealed>)"
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery leased to one dispatcher, with everything needed to send it."""
+
+    delivery: DeliveryRecord
+    lease_token: str
+    event: EventRecord | None
+    # None when the configuration no longer exists.
+    target: TargetRecord | None
+    # Not before this moment (a reserved slot of max_deliveries_per_second).
+    send_at: datetime | None = None
+
+
+# --- expiry warnings ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurrentSecret:
+    """A configuration's current secret, as the expiry-warning scheduler sees it."""
+
+    secret_id: str
+    callback_config_id: str
+    create_time: datetime
+    expire_time: datetime
+
+
+@dataclass(frozen=True)
+class ClaimedWarning:
+    """A warning a mailer holds the lease of, with what the message needs."""
+
+    id: str
+    attempts: int
+    threshold_days: int
+    callback_config_id: str
+    partner_id: str
+    callback_url: str
+    contact_email: str
+    expire_time: datetime

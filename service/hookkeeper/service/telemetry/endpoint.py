@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from opentelemetry.metrics import Counter, MeterProvider
 
-from hookkeeper.service import telemetry
+from hookkeeper.service.telemetry.state import METER_NAME, state
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,12 @@ _current: list[_Counters] = []
 
 
 def _counters() -> _Counters | None:
-    provider = telemetry.meter_provider()
-    if provider is None:
+    provider = state.meter_provider
+    if provider is None or state.instruments is None:
         return None
     if _current and _current[0].provider is provider:
         return _current[0]
-    meter = provider.get_meter(telemetry.METER_NAME)
+    meter = provider.get_meter(METER_NAME)
     made = _Counters(
         provider,
         disabled=meter.create_counter(

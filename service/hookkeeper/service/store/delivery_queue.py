@@ -1,5 +1,6 @@
-"""Repository functions for events, subscriptions, the delivery queue and the
-attempt log. Each takes the connection of a transaction opened by the caller.
+"""Repository functions for the delivery queue: queueing, claiming under a
+lease, settling, cancelling and requeueing deliveries. Each takes the
+connection of a transaction opened by the caller.
 
 The queue's claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 concurrent dispatchers never pick the same row; on SQLite the clause is left
@@ -13,16 +14,14 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.domain.deliveries import DeliveryState
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
@@ -31,6 +30,12 @@ from hookkeeper.service.store.delivery_tables import (
 )
 from hookkeeper.service.store.endpoint_health import Admission, DueRow, admit
 from hookkeeper.service.store.endpoint_tables import endpoint_health
+from hookkeeper.service.store.records import (
+    ClaimedDelivery,
+    DeliveryRecord,
+    EventRecord,
+    TargetRecord,
+)
 from hookkeeper.service.store.tables import UTCDateTime, callback_configs
 
 _events = notification_events.c
@@ -40,131 +45,11 @@ _attempts = notification_attempts.c
 _configs = callback_configs.c
 _health = endpoint_health.c
 
-PENDING = "PENDING"
-DELIVERED = "DELIVERED"
-FAILED = "FAILED"
-CANCELLED = "CANCELLED"
-PAUSED = "PAUSED"  # its configuration is disabled (store/endpoint_health.py)
-
-EVENT = "EVENT"
-TEST = "TEST"
-CONNECTIVITY_CHECK = "CONNECTIVITY_CHECK"
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    """A notification_events row."""
-
-    id: str
-    partner_id: str
-    event_type: str
-    event_id: str
-    payload: str
-    is_test: bool
-    create_time: datetime
-
-
-@dataclass(frozen=True)
-class SubscriptionRecord:
-    """A notification_subscriptions row."""
-
-    partner_id: str
-    event_type: str
-    callback_config_id: str
-    create_time: datetime
-    update_time: datetime
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """A notification_deliveries row with its event's id and type."""
-
-    id: str
-    partner_id: str
-    kind: str
-    event_pk: str | None
-    callback_config_id: str
-    transaction_id: str
-    state: str
-    attempt_count: int
-    round_failures: int
-    next_attempt_time: datetime | None
-    last_error: str | None
-    create_time: datetime
-    update_time: datetime
-    event_id: str = ""
-    event_type: str = ""
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """A notification_attempts row with its delivery's context."""
-
-    id: str
-    delivery_id: str
-    partner_id: str
-    attempt_number: int
-    start_time: datetime
-    latency_ms: int
-    http_status: int
-    succeeded: bool
-    error: str
-    dispatcher: str
-    kind: str = EVENT
-    callback_config_id: str = ""
-    transaction_id: str = ""
-    event_id: str = ""
-    event_type: str = ""
-
-
-@dataclass(frozen=True)
-class TargetRecord:
-    """What a sender needs of a configuration (the API key stays sealed)."""
-
-    config_id: str
-    callback_url: str
-    request_timeout_seconds: int
-    api_key: Sealed
-    signature_scheme: str = "EXPEDIA_V2"
-
-    def __repr__(self) -> str:
-        return f"TargetRecord(config_id={self.config_id!r}, api_key=<sealed>)"
-
-
-@dataclass(frozen=True)
-class ClaimedDelivery:
-    """A delivery leased to one dispatcher, with everything needed to send it."""
-
-    delivery: DeliveryRecord
-    lease_token: str
-    event: EventRecord | None
-    # None when the configuration no longer exists.
-    target: TargetRecord | None
-    # Not before this moment (a reserved slot of max_deliveries_per_second).
-    send_at: datetime | None = None
-
 
 # Statements are built once, with bound parameters (as in callback_configs.py):
 # building SQLAlchemy constructs per call is a large share of the CPU time of
 # the dispatcher's and publisher's hot paths.
-def _insert_ignoring(table: Any, unique: list[str]) -> dict[str, Any]:
-    """INSERT ... ON CONFLICT DO NOTHING per dialect name (a repeat is no error)."""
-    return {
-        name: dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
-        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-    }
-
-
-_INSERT_EVENT = _insert_ignoring(notification_events, ["partner_id", "event_id"])
-_GET_EVENT = select(notification_events).where(
-    _events.partner_id == bindparam("partner_id"), _events.event_id == bindparam("event_id")
-)
-_INSERT_SUBSCRIPTION = _insert_ignoring(notification_subscriptions, ["partner_id", "event_type"])
-_GET_SUBSCRIPTION = select(notification_subscriptions).where(
-    _subs.partner_id == bindparam("partner_id"), _subs.event_type == bindparam("event_type")
-)
 _INSERT_DELIVERY = insert(notification_deliveries)
-_INSERT_ATTEMPT = insert(notification_attempts)
 # The claim also reads each configuration's gates (state, Retry-After hold,
 # per-second cap) for endpoint_health.admit; see docs/endpoint-health.md.
 _DUE = (
@@ -183,7 +68,10 @@ _DUE = (
             callback_configs, _configs.id == _deliveries.callback_config_id
         ).outerjoin(endpoint_health, _health.callback_config_id == _deliveries.callback_config_id)
     )
-    .where(_deliveries.state == PENDING, _deliveries.next_attempt_time <= bindparam("now"))
+    .where(
+        _deliveries.state == DeliveryState.PENDING,
+        _deliveries.next_attempt_time <= bindparam("now"),
+    )
     .order_by(_deliveries.next_attempt_time)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True, of=notification_deliveries)
@@ -231,7 +119,7 @@ _SETTLE = (
     .where(
         _deliveries.id == bindparam("b_id"),
         _deliveries.lease_token == bindparam("b_token"),
-        _deliveries.state == PENDING,
+        _deliveries.state == DeliveryState.PENDING,
     )
     .values(
         state=bindparam("b_state"),
@@ -258,17 +146,6 @@ def _event(m: Any) -> EventRecord:
     )
 
 
-def _subscription(row: Row[Any]) -> SubscriptionRecord:
-    m = row._mapping
-    return SubscriptionRecord(
-        m["partner_id"],
-        m["event_type"],
-        m["callback_config_id"],
-        m["create_time"],
-        m["update_time"],
-    )
-
-
 def _delivery(m: Any) -> DeliveryRecord:
     return DeliveryRecord(
         id=m["id"],
@@ -289,107 +166,6 @@ def _delivery(m: Any) -> DeliveryRecord:
     )
 
 
-# --- events ---------------------------------------------------------------
-
-
-async def insert_event(conn: AsyncConnection, record: EventRecord) -> tuple[EventRecord, bool]:
-    """Stores the event unless the partner already published its event id;
-    returns the stored event and whether this call inserted it."""
-    result = await conn.execute(
-        _INSERT_EVENT[conn.dialect.name],
-        {
-            "id": record.id,
-            "partner_id": record.partner_id,
-            "event_type": record.event_type,
-            "event_id": record.event_id,
-            "payload": record.payload,
-            "is_test": record.is_test,
-            "create_time": record.create_time,
-        },
-    )
-    if result.rowcount == 1:
-        return record, True
-    row = (
-        await conn.execute(
-            _GET_EVENT, {"partner_id": record.partner_id, "event_id": record.event_id}
-        )
-    ).one()
-    return _event(row._mapping), False
-
-
-# --- subscriptions --------------------------------------------------------
-
-
-async def get_subscription(
-    conn: AsyncConnection, partner_id: str, event_type: str
-) -> SubscriptionRecord | None:
-    """The partner's subscription of an event type, if any."""
-    row = (
-        await conn.execute(_GET_SUBSCRIPTION, {"partner_id": partner_id, "event_type": event_type})
-    ).first()
-    return _subscription(row) if row else None
-
-
-async def insert_subscription(conn: AsyncConnection, record: SubscriptionRecord) -> bool:
-    """Inserts a subscription; False when the partner already has one for the type."""
-    result = await conn.execute(
-        _INSERT_SUBSCRIPTION[conn.dialect.name],
-        {
-            "partner_id": record.partner_id,
-            "event_type": record.event_type,
-            "callback_config_id": record.callback_config_id,
-            "create_time": record.create_time,
-            "update_time": record.update_time,
-        },
-    )
-    return bool(result.rowcount == 1)
-
-
-async def list_subscriptions(conn: AsyncConnection, partner_id: str) -> list[SubscriptionRecord]:
-    """Every subscription of the partner, ordered by event type."""
-    stmt = (
-        select(notification_subscriptions)
-        .where(_subs.partner_id == partner_id)
-        .order_by(_subs.event_type)
-    )
-    return [_subscription(r) for r in await conn.execute(stmt)]
-
-
-async def move_subscription(
-    conn: AsyncConnection, partner_id: str, event_type: str, config_id: str, now: datetime
-) -> bool:
-    """Points a subscription at another configuration; False when it does not exist."""
-    result = await conn.execute(
-        update(notification_subscriptions)
-        .where(_subs.partner_id == partner_id, _subs.event_type == event_type)
-        .values(callback_config_id=config_id, update_time=now)
-    )
-    return bool(result.rowcount == 1)
-
-
-async def delete_subscription(conn: AsyncConnection, partner_id: str, event_type: str) -> bool:
-    """Removes a subscription; False when it did not exist."""
-    result = await conn.execute(
-        delete(notification_subscriptions).where(
-            _subs.partner_id == partner_id, _subs.event_type == event_type
-        )
-    )
-    return bool(result.rowcount == 1)
-
-
-async def config_exists(conn: AsyncConnection, partner_id: str, config_id: str) -> bool:
-    """Whether the partner owns the configuration."""
-    row = (
-        await conn.execute(
-            select(_configs.id).where(_configs.id == config_id, _configs.partner_id == partner_id)
-        )
-    ).first()
-    return row is not None
-
-
-# --- deliveries -----------------------------------------------------------
-
-
 def new_delivery(
     *, partner_id: str, kind: str, event_pk: str | None, config_id: str, now: datetime
 ) -> DeliveryRecord:
@@ -401,7 +177,7 @@ def new_delivery(
         event_pk=event_pk,
         callback_config_id=config_id,
         transaction_id=str(uuid.uuid4()),
-        state=PENDING,
+        state=DeliveryState.PENDING,
         attempt_count=0,
         round_failures=0,
         next_attempt_time=now,
@@ -464,9 +240,11 @@ async def cancel_for_config(conn: AsyncConnection, config_id: str, now: datetime
     """Cancels every pending delivery to a configuration (it is being deleted)."""
     result = await conn.execute(
         update(notification_deliveries)
-        .where(_deliveries.callback_config_id == config_id, _deliveries.state == PENDING)
+        .where(
+            _deliveries.callback_config_id == config_id, _deliveries.state == DeliveryState.PENDING
+        )
         .values(
-            state=CANCELLED,
+            state=DeliveryState.CANCELLED,
             next_attempt_time=None,
             lease_owner=None,
             lease_token=None,
@@ -484,7 +262,7 @@ async def requeue(conn: AsyncConnection, delivery_id: str, now: datetime) -> Non
         update(notification_deliveries)
         .where(_deliveries.id == delivery_id)
         .values(
-            state=PENDING,
+            state=DeliveryState.PENDING,
             round_failures=0,
             next_attempt_time=now,
             lease_owner=None,
@@ -611,91 +389,6 @@ async def finish_unleased(
         .where(_deliveries.id == delivery_id)
         .values(state=state, next_attempt_time=None, last_error=error, update_time=now)
     )
-
-
-# --- attempts -------------------------------------------------------------
-
-
-async def insert_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> None:
-    """Appends attempts to the log."""
-    if not records:
-        return
-    await conn.execute(
-        _INSERT_ATTEMPT,
-        [
-            {
-                "id": r.id,
-                "delivery_id": r.delivery_id,
-                "partner_id": r.partner_id,
-                "attempt_number": r.attempt_number,
-                "start_time": r.start_time,
-                "latency_ms": r.latency_ms,
-                "http_status": r.http_status,
-                "succeeded": r.succeeded,
-                "error": r.error,
-                "dispatcher": r.dispatcher,
-            }
-            for r in records
-        ],
-    )
-
-
-async def list_attempts(
-    conn: AsyncConnection,
-    partner_id: str,
-    *,
-    delivery_id: str | None,
-    event_id: str | None,
-    before: tuple[datetime, str] | None,
-    limit: int,
-) -> list[AttemptRecord]:
-    """Up to ``limit`` attempts, newest first, before a keyset cursor."""
-    stmt = (
-        select(
-            notification_attempts,
-            _deliveries.kind,
-            _deliveries.callback_config_id,
-            _deliveries.transaction_id,
-            _events.event_id,
-            _events.event_type,
-        )
-        .select_from(
-            notification_attempts.join(
-                notification_deliveries, _deliveries.id == _attempts.delivery_id
-            ).outerjoin(notification_events, _events.id == _deliveries.event_pk)
-        )
-        .where(_attempts.partner_id == partner_id)
-    )
-    if delivery_id is not None:
-        stmt = stmt.where(_attempts.delivery_id == delivery_id)
-    if event_id is not None:
-        stmt = stmt.where(_events.event_id == event_id)
-    if before is not None:
-        stmt = stmt.where(tuple_(_attempts.start_time, _attempts.id) < tuple_(*before))
-    stmt = stmt.order_by(_attempts.start_time.desc(), _attempts.id.desc()).limit(limit)
-    out = []
-    for row in await conn.execute(stmt):
-        m = row._mapping
-        out.append(
-            AttemptRecord(
-                id=m["id"],
-                delivery_id=m["delivery_id"],
-                partner_id=m["partner_id"],
-                attempt_number=m["attempt_number"],
-                start_time=m["start_time"],
-                latency_ms=m["latency_ms"],
-                http_status=m["http_status"],
-                succeeded=bool(m["succeeded"]),
-                error=m["error"],
-                dispatcher=m["dispatcher"],
-                kind=m["kind"],
-                callback_config_id=m["callback_config_id"],
-                transaction_id=m["transaction_id"],
-                event_id=m["event_id"] or "",
-                event_type=m["event_type"] or "",
-            )
-        )
-    return out
 
 
 async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
