@@ -366,6 +366,11 @@ async def claim_due(
         claimed.append(
             ClaimedDelivery(delivery, token, event, target, admission.send_at.get(delivery.id))
         )
+    # In due order (the details query's order is the database's choice), so
+    # the dispatcher starts them oldest first: resumed and recovered
+    # deliveries go out in publish order.
+    position = {delivery_id: i for i, delivery_id in enumerate(leased)}
+    claimed.sort(key=lambda c: position[c.delivery.id])
     return claimed
 
 

@@ -178,8 +178,7 @@ async def pause_idle(conn: AsyncConnection, config_id: str, reason: str, now: da
 
 
 async def resume_paused(conn: AsyncConnection, config_id: str, now: datetime) -> int:
-    """PAUSED → PENDING in publish order, each with a fresh retry schedule;
-    due times a microsecond apart keep that order in the claim."""
+    """PAUSED → PENDING in publish order, each with a fresh retry schedule."""
     rows = await conn.execute(
         select(_d.id)
         .where(_d.callback_config_id == config_id, _d.state == PAUSED)
@@ -194,20 +193,28 @@ async def requeue_in_order(
     """Queues deliveries for a new round, due in the order given."""
     if not delivery_ids:
         return 0
+    # Two statements: an executemany's row count is unknown on asyncpg.
     result = await conn.execute(
         update(notification_deliveries)
-        .where(_d.id == bindparam("b_id"), _d.state == from_state)
+        .where(_d.id.in_(list(delivery_ids)), _d.state == from_state)
         .values(
             state=PENDING,
             round_failures=0,
-            next_attempt_time=bindparam("b_next", type_=UTCDateTime),
+            next_attempt_time=now,
             lease_owner=None,
             lease_token=None,
             lease_expire_time=None,
             update_time=now,
-        ),
+        )
+    )
+    last = len(delivery_ids) - 1
+    await conn.execute(
+        update(notification_deliveries)
+        .where(_d.id == bindparam("b_id"), _d.state == PENDING)
+        .values(next_attempt_time=bindparam("b_next", type_=UTCDateTime)),
+        # All due now, a microsecond apart so the claim keeps their order.
         [
-            {"b_id": delivery_id, "b_next": now + timedelta(microseconds=i)}
+            {"b_id": delivery_id, "b_next": now - timedelta(microseconds=last - i)}
             for i, delivery_id in enumerate(delivery_ids)
         ],
     )
