@@ -7,7 +7,7 @@ stands in for the HTTP hop, which the end-to-end tests cover for real)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import pytest
@@ -35,9 +35,9 @@ from tests.support.clock import FakeClock
 class ScriptedSender(Sender):
     """Answers from a script (status, Retry-After) instead of the network."""
 
-    def __init__(self, answers: list[tuple[int, str | None]]) -> None:
+    def __init__(self, answers: Sequence[tuple[int, str | None]]) -> None:
         super().__init__(allow_insecure=True)
-        self.answers = answers
+        self.answers = list(answers)
         self.sent: list[Mapping[str, str]] = []
 
     async def request(
@@ -249,7 +249,9 @@ async def test_per_second_slots_are_shared_by_claims(ctx: AppContext, clock: Fak
     # Later claims reserve later slots: the row is shared.
     clock.advance(timedelta(seconds=1))
     later = await _claim(ctx, limit=10, owner="d")
-    assert later and all(c.send_at is not None and c.send_at >= times[-1] for c in later)
+    last = times[-1]
+    assert last is not None
+    assert later and all(c.send_at is not None and c.send_at >= last for c in later)
 
 
 async def test_recover_requeues_failed_since_in_publish_order(
