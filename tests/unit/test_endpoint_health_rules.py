@@ -196,3 +196,29 @@ def test_state_transitions_happen_once() -> None:
     assert health.disable(health.DISABLED, "again", NOW) is None
     assert health.enable(health.DISABLED) == health.Transition(health.ACTIVE, None, None)
     assert health.enable(health.ACTIVE) is None
+
+
+# --- the receiver helper ---------------------------------------------------
+
+
+def test_the_receiver_helper_verifies_standard_webhooks_too() -> None:
+    from hookkeeper.service.receiver import SignatureError, verify_notification
+
+    new, old = swh.generate_secret(), swh.generate_secret()
+    body = b'{"eventId":"e1"}'
+    timestamp = swh.unix_seconds(NOW)
+    headers = {
+        "Webhook-Id": "tx-9",
+        "Webhook-Timestamp": timestamp,
+        "Webhook-Signature": swh.sign([new, old], "tx-9", timestamp, body),
+    }
+    assert verify_notification(headers, body, [old], now=NOW)["eventId"] == "e1"
+    assert verify_notification(headers, body, [new, old], now=NOW)["eventId"] == "e1"
+    with pytest.raises(SignatureError):
+        verify_notification(headers, body, [swh.generate_secret()], now=NOW)
+    with pytest.raises(SignatureError):
+        verify_notification({**headers, "Webhook-Id": "tx-8"}, body, [new], now=NOW)
+    with pytest.raises(SignatureError):
+        verify_notification(headers, body, [new], now=NOW + timedelta(minutes=6))
+    with pytest.raises(SignatureError):
+        verify_notification(headers, body, ["not-a-whsec-secret"], now=NOW)
