@@ -281,8 +281,15 @@ def test_revoked_tokens_are_refused(stack: Stack) -> None:
     assert "no live token matches" in again.stderr
 
 
-def test_schema_introspection_needs_no_token(stack: Stack) -> None:
-    reply = stack.post("{ __schema { mutationType { name } } }", None)
+def test_the_schema_is_only_for_authenticated_partners(stack: Stack) -> None:
+    introspection = "{ __schema { mutationType { name } } }"
+    for token in (None, "hkp_" + "x" * 43):
+        refused = stack.post(introspection, token)
+        assert refused.status_code == 401
+        assert refused.json()["data"] is None
+        assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    _, token = stack.partner("Schema Readers")
+    reply = stack.post(introspection, token)
     assert reply.json() == {"data": {"__schema": {"mutationType": {"name": "Mutation"}}}}
 
 

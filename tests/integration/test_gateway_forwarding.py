@@ -18,6 +18,7 @@ import pytest
 
 from hookkeeper.gateway import auth, rpc
 from hookkeeper.gateway.app import GatewayConfig, create_app
+from hookkeeper.gateway.rate_limits import RateLimits, RateLimitSettings
 from hookkeeper.gateway.schema import build_schema
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
@@ -82,14 +83,17 @@ class Harness:
     target: str
 
     @asynccontextmanager
-    async def client(self, cache_seconds: float = 30) -> AsyncIterator[httpx.AsyncClient]:
+    async def client(
+        self, cache_seconds: float = 30, limits: RateLimits | None = None
+    ) -> AsyncIterator[httpx.AsyncClient]:
         """An HTTP client of a fresh in-process gateway calling this server."""
         stubs = rpc.Stubs(self.target)
         app = create_app(
             build_schema(),
             stubs,
             GatewayConfig(SERVICE_TOKEN, max_body_bytes=1 << 20, request_timeout_seconds=CEILING),
-            auth.PartnerCache(cache_seconds, 100),
+            auth.PartnerCache(cache_seconds, 64 * 1024),
+            limits=limits,
         )
         try:
             async with httpx.AsyncClient(
@@ -168,3 +172,19 @@ async def test_refused_tokens_are_not_cached(harness: Harness) -> None:
             )
             assert reply.status_code == 401
     assert [c.method for c in harness.recorder.calls] == ["AuthenticatePartner"] * 2
+
+
+async def test_unauthenticated_requests_are_limited_before_any_rpc(harness: Harness) -> None:
+    limits = RateLimits(RateLimitSettings("100/minute", "2/minute", "memory://"))
+    wrong = {"Authorization": "Bearer hkp_wrong"}
+    async with harness.client(limits=limits) as client:
+        for _ in range(2):
+            assert (await client.post("/graphql", json=PROFILE, headers=wrong)).status_code == 401
+        assert [c.method for c in harness.recorder.calls] == ["AuthenticatePartner"] * 2
+        for headers in (wrong, {"Authorization": ""}):
+            reply = await client.post("/graphql", json=PROFILE, headers=headers)
+            assert reply.status_code == 429
+            assert int(reply.headers["retry-after"]) >= 1
+            assert reply.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        # The refused requests cost no RPC (nor a read of their bodies).
+        assert [c.method for c in harness.recorder.calls] == ["AuthenticatePartner"] * 2

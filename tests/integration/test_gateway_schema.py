@@ -39,6 +39,9 @@ def _seed_types() -> dict[str, SeedType]:
     return merged
 
 
+TOKEN = "hkp_schema-test-token-" + "t" * 24
+
+
 def _named(ref: dict[str, Any]) -> tuple[str, bool]:
     """(type name, non-null?) of a field type that is a named type or T!."""
     if ref["kind"] == "NON_NULL":
@@ -48,19 +51,26 @@ def _named(ref: dict[str, Any]) -> tuple[str, bool]:
 
 @pytest.fixture(scope="module")
 async def served() -> dict[str, Any]:
-    """The introspection answer of the ASGI app (no token: the schema is public)."""
-    stubs = rpc.Stubs("127.0.0.1:1")  # never called: introspection needs no RPC
+    """The introspection answer of the ASGI app to an authenticated partner
+    (the token is in the partner cache, so no RPC is made)."""
+    stubs = rpc.Stubs("127.0.0.1:1")  # never called
+    cache = auth.PartnerCache(30, 64 * 1024)
+    cache.put(auth.digest(TOKEN), "partners/0190b3a8-0000-7000-8000-000000000000")
     app = create_app(
         build_schema(),
         stubs,
         GatewayConfig(
             service_token="unused-" + "x" * 16, max_body_bytes=1 << 20, request_timeout_seconds=5
         ),
-        auth.PartnerCache(30, 10),
+        cache,
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-        reply = await client.post("/graphql", json={"query": INTROSPECTION})
+        reply = await client.post(
+            "/graphql",
+            json={"query": INTROSPECTION},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
     await stubs.close()
     assert reply.status_code == 200, reply.text
     body = reply.json()

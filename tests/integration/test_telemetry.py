@@ -296,7 +296,7 @@ async def test_one_trace_from_the_gateway_request_through_the_rpc_to_the_queries
             build_schema(10),
             stubs,
             GatewayConfig(service_token=TOKEN, max_body_bytes=1 << 20, request_timeout_seconds=5),
-            gateway_auth.PartnerCache(30, 100),
+            gateway_auth.PartnerCache(30, 64 * 1024),
         )
     )
     try:

@@ -116,6 +116,10 @@ def start_stack(tmp: Path, **extra: str) -> Stack:
             "HOOKKEEPER_GRPC_LISTEN": f"127.0.0.1:{grpc_port}",
             "HOOKKEEPER_GATEWAY_GRPC_TARGET": f"127.0.0.1:{grpc_port}",
             "HOOKKEEPER_LOG_FORMAT": "text",
+            # Tests send bursts from one address; the limits have tests of
+            # their own (tests/e2e/test_gateway_rate_limits.py).
+            "HOOKKEEPER_GATEWAY_RATE_LIMIT": "10000/second",
+            "HOOKKEEPER_GATEWAY_ANON_RATE_LIMIT": "10000/second",
             **extra,
         }
     )

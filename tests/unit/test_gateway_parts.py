@@ -37,14 +37,15 @@ def test_local_date_time_is_utc_without_offset_or_fraction() -> None:
         parse_local_date_time("2007-12-03T10:15:30+01:00")
 
 
-def test_partner_cache_expires_and_stays_bounded() -> None:
-    cache = PartnerCache(ttl_seconds=0.05, max_entries=2)
+def test_partner_cache_expires_stays_bounded_in_bytes_and_forgets_partners() -> None:
+    entry = len("partners/a") + 64 + PartnerCache.ENTRY_OVERHEAD_BYTES
+    cache = PartnerCache(ttl_seconds=0.05, max_bytes=10 * entry)
     cache.put("a", "partners/a")
     assert cache.get("a") == "partners/a"
     time.sleep(0.06)
     assert cache.get("a") is None
 
-    bounded = PartnerCache(ttl_seconds=60, max_entries=2)
+    bounded = PartnerCache(ttl_seconds=60, max_bytes=2 * entry)
     bounded.put("a", "partners/a")
     bounded.put("b", "partners/b")
     assert bounded.get("a") == "partners/a"  # a is now the most recently used
@@ -52,8 +53,28 @@ def test_partner_cache_expires_and_stays_bounded() -> None:
     assert bounded.get("b") is None
     assert bounded.get("a") == "partners/a"
     assert bounded.get("c") == "partners/c"
+    assert bounded.size_bytes <= 2 * entry
+    # A longer partner name costs more bytes: fewer entries fit.
+    bounded.put("d", "partners/" + "d" * entry)
+    assert bounded.get("a") is None
+    assert bounded.get("c") is None
+    assert bounded.size_bytes <= 2 * entry
 
-    off = PartnerCache(ttl_seconds=0, max_entries=2)
+    revoking = PartnerCache(ttl_seconds=60, max_bytes=10 * entry)
+    revoking.put("a1", "partners/a")
+    revoking.put("a2", "partners/a")
+    revoking.put("b1", "partners/b")
+    revoking.forget_partner("partners/a")
+    assert (revoking.get("a1"), revoking.get("a2")) == (None, None)
+    assert revoking.get("b1") == "partners/b"
+    revoking.reset(enabled=False)
+    revoking.put("b1", "partners/b")
+    assert revoking.get("b1") is None  # off while the revocation feed is down
+    revoking.reset(enabled=True)
+    revoking.put("b1", "partners/b")
+    assert revoking.get("b1") == "partners/b"
+
+    off = PartnerCache(ttl_seconds=0, max_bytes=10 * entry)
     off.put("a", "partners/a")
     assert off.get("a") is None
 

@@ -2,18 +2,19 @@
 PartnerService.AuthenticatePartner, remembered briefly.
 
 The cache keeps SHA-256 digests, not tokens, and only successful answers, so
-a freshly issued token works at once; a revoked one stops working within the
-cache's time to live (30 s by default).
+a freshly issued token works at once. A revoked one stops working as soon as
+the service's revocation feed says so (``revocations``); while that feed is
+down the cache is off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import cast
 
+import cachetools
 import grpc
 
 from hookkeeper.gateway import rpc
@@ -31,33 +32,59 @@ REFUSED = "the partner token is not valid"
 
 
 class PartnerCache:
-    """A bounded least-recently-used map of token digest → partner, with a TTL."""
+    """Token digest → partner, least recently used first out, bounded in
+    bytes (each entry is charged its key, its value and a fixed overhead),
+    each entry living at most ``ttl_seconds``.
 
-    def __init__(self, ttl_seconds: float, max_entries: int) -> None:
+    Revocations reach it through ``forget_partner`` (the service's
+    revocation feed); while that feed is down the cache is switched off, so
+    a revocation it might have missed cannot be answered from memory.
+    """
+
+    # A dict slot, the tuple and two str objects, rounded up.
+    ENTRY_OVERHEAD_BYTES = 256
+
+    def __init__(self, ttl_seconds: float, max_bytes: int) -> None:
         self._ttl = ttl_seconds
-        self._max = max_entries
-        self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._entries: cachetools.TTLCache[str, str] = cachetools.TTLCache(
+            maxsize=max_bytes,
+            ttl=max(ttl_seconds, 0.001),
+            timer=time.monotonic,
+            # The key is a 64-character hex digest.
+            getsizeof=lambda partner: len(partner) + 64 + self.ENTRY_OVERHEAD_BYTES,
+        )
+        self.enabled = ttl_seconds > 0
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes charged to the entries held."""
+        return int(self._entries.currsize)
 
     def get(self, digest: str) -> str | None:
-        """The cached partner, unless absent or expired."""
-        entry = self._entries.get(digest)
-        if entry is None:
+        """The cached partner, unless absent, expired or the cache is off."""
+        if not self.enabled:
             return None
-        expires, partner = entry
-        if expires <= time.monotonic():
-            del self._entries[digest]
-            return None
-        self._entries.move_to_end(digest)
-        return partner
+        return self._entries.get(digest)
 
     def put(self, digest: str, partner: str) -> None:
         """Remembers a partner for the TTL, evicting the least recently used."""
-        if self._ttl <= 0:
-            return
-        self._entries[digest] = (time.monotonic() + self._ttl, partner)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        if self.enabled and self._ttl > 0:
+            self._entries[digest] = partner
+
+    def forget_partner(self, partner: str) -> None:
+        """Forgets every token of ``partner`` (some of them were revoked)."""
+        for digest in [k for k, v in self._entries.items() if v == partner]:
+            self._entries.pop(digest, None)
+
+    def reset(self, *, enabled: bool) -> None:
+        """Forgets everything and switches the cache on or off."""
+        self._entries.clear()
+        self.enabled = enabled and self._ttl > 0
+
+
+def digest(token: str) -> str:
+    """The cache key of a token (its SHA-256, never the token itself)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -77,11 +104,15 @@ class Authenticator:
         self._stubs = stubs
         self._cache = cache
 
+    def cached(self, token: str) -> str | None:
+        """The token's partner if the cache knows it (no RPC)."""
+        return self._cache.get(digest(token))
+
     async def partner(self, token: str, options: rpc.CallOptions) -> str:
         """``partners/{id}`` of the token's partner; raises UNAUTHENTICATED
         (a GraphQLError) when the service knows no such token."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        cached = self._cache.get(digest)
+        key = digest(token)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
         try:
@@ -98,5 +129,5 @@ class Authenticator:
         partner: str = reply.partner.name
         if not partner.startswith("partners/"):
             raise api_error(INTERNAL, INTERNAL_MESSAGE)
-        self._cache.put(digest, partner)
+        self._cache.put(key, partner)
         return partner

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from hookkeeper.gateway import rpc
+from hookkeeper.gateway.documents import Prepared
 from hookkeeper.gateway.errors import unauthenticated
 
 Req = TypeVar("Req")
@@ -22,6 +23,9 @@ class GatewayContext:
     partner: str | None
     stubs: rpc.Stubs
     options: rpc.CallOptions
+    # The request's document, parsed and sized by the gateway before it runs
+    # (strawberry runs this one instead of parsing the text again).
+    prepared: Prepared | None = None
 
     def require_partner(self) -> str:
         """The partner's resource name; UNAUTHENTICATED without one."""

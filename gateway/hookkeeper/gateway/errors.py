@@ -26,6 +26,7 @@ FAILED_PRECONDITION = "FAILED_PRECONDITION"
 INTERNAL = "INTERNAL"
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 UNAVAILABLE = "UNAVAILABLE"
+RATE_LIMITED = "RATE_LIMITED"
 # Transport-level codes, named as Apollo Server names them (clients know them).
 BAD_REQUEST = "BAD_REQUEST"
 GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
@@ -33,6 +34,7 @@ GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 OPERATION_RESOLUTION_FAILURE = "OPERATION_RESOLUTION_FAILURE"
 
 INTERNAL_MESSAGE = "internal error"
+UNAVAILABLE_MESSAGE = "the service is unavailable; retry later"
 
 
 def api_error(code: str, message: str, **extensions: Any) -> GraphQLError:
@@ -92,7 +94,7 @@ def from_rpc_error(
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return api_error(DEADLINE_EXCEEDED, "the request's deadline passed; retry later")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return api_error(UNAVAILABLE, "the service is unavailable; retry later")
+        return api_error(UNAVAILABLE, UNAVAILABLE_MESSAGE)
     # UNAUTHENTICATED here means the gateway's own service token was refused:
     # a deployment fault, not the partner's.
     _log.error("RPC failed with %s", code.name)

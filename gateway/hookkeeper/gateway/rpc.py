@@ -50,6 +50,12 @@ class Stubs:
                 options=[
                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    # Reconnect within half a second of the service coming
+                    # back (gRPC's default backoff grows to two minutes), so
+                    # the gateway serves again within a second.
+                    ("grpc.initial_reconnect_backoff_ms", 100),
+                    ("grpc.min_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 500),
                 ],
                 interceptors=self._interceptors or None,
             )

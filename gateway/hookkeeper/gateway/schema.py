@@ -19,14 +19,7 @@ from types import ModuleType
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import AddValidationRules, MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -39,6 +32,7 @@ from hookkeeper.gateway import (
     notifications,
     profile,
 )
+from hookkeeper.gateway.documents import DocumentCache, UsePrepared
 from hookkeeper.gateway.scalars import SCALAR_MAP
 
 # Each module may define Query, Mutation and ProfileFields (all optional).
@@ -52,8 +46,8 @@ CAPABILITIES: tuple[ModuleType, ...] = (
 # Deepest selection the public API needs is 3 (profile → configs → field);
 # 10 leaves room for later additions and stops abusive nesting early.
 MAX_QUERY_DEPTH = 10
-# Bounds parser work per request before any resolver runs.
-MAX_TOKENS = 5_000
+# Estimated bytes of parsed documents kept (see gateway.documents).
+DOCUMENT_CACHE_BYTES = 8 * 1024 * 1024
 # Aliases let one request repeat a mutation; each costs an RPC.
 MAX_ALIASES = 20
 
@@ -67,7 +61,10 @@ def _parts(attribute: str) -> tuple[type, ...]:
 class GatewaySchema(strawberry.Schema):
     """The schema without strawberry's default error logging: the gateway
     logs unexpected errors itself (``errors.classify``); expected ones are
-    answers, not incidents."""
+    answers, not incidents. ``documents`` is its cache of prepared documents
+    (the gateway prepares each request's document there first)."""
+
+    documents: DocumentCache
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -75,7 +72,9 @@ class GatewaySchema(strawberry.Schema):
         """Logs nothing here (see the class docstring)."""
 
 
-def build_schema(max_depth: int = MAX_QUERY_DEPTH) -> strawberry.Schema:
+def build_schema(
+    max_depth: int = MAX_QUERY_DEPTH, document_cache_bytes: int = DOCUMENT_CACHE_BYTES
+) -> GatewaySchema:
     """The schema with every capability's operations merged in."""
     profile_type = merge_types("NotificationProfile", _parts("ProfileFields"))
     get_object_definition(profile_type, strict=True).description = profile.PROFILE_DESCRIPTION
@@ -88,16 +87,17 @@ def build_schema(max_depth: int = MAX_QUERY_DEPTH) -> strawberry.Schema:
         *QueryDepthLimiter(max_depth=max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
     ]
-    return GatewaySchema(
+    documents = DocumentCache(document_cache_bytes)
+    schema = GatewaySchema(
         query=query,
         mutation=mutation,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
-            # Factories: a fresh extension per request (the parse and
-            # validation caches are module-level, so they persist).
+            # Factories: a fresh extension per request; the document cache
+            # (parse and validation outcomes, bounded in bytes) persists.
             lambda: AddValidationRules(limits),
-            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: ParserCache(maxsize=256),
-            lambda: ValidationCache(maxsize=256),
+            lambda: UsePrepared(documents),
         ],
     )
+    schema.documents = documents
+    return schema

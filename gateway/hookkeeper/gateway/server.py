@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 
 import uvicorn
+from limits.errors import ConfigurationError
 from starlette.applications import Starlette
 
 from hookkeeper.gateway import auth, rpc
 from hookkeeper.gateway.app import GatewayConfig, create_app
+from hookkeeper.gateway.backend import ServiceHealth
+from hookkeeper.gateway.rate_limits import RateLimits, RateLimitSettings
 from hookkeeper.gateway.schema import build_schema
 from hookkeeper.service import bootstrap, telemetry
 from hookkeeper.service.api.auth import parse_service_tokens
@@ -36,11 +39,24 @@ def build_app(settings: Settings) -> Starlette:
         service_token=service_token(settings),
         max_body_bytes=settings.gateway_max_body_bytes,
         request_timeout_seconds=settings.gateway_request_timeout_seconds,
+        max_query_bytes=settings.gateway_max_query_bytes,
     )
     cache = auth.PartnerCache(
-        settings.gateway_partner_cache_seconds, settings.gateway_partner_cache_size
+        settings.gateway_partner_cache_seconds, settings.gateway_partner_cache_bytes
     )
-    app = create_app(build_schema(settings.gateway_max_query_depth), stubs, config, cache)
+    try:
+        limits = RateLimits(
+            RateLimitSettings(
+                partner=settings.gateway_rate_limit,
+                anonymous=settings.gateway_anon_rate_limit,
+                storage_url=settings.rate_limit_storage.get_secret_value(),
+            )
+        )
+    except (ValueError, ConfigurationError) as error:
+        raise SystemExit(str(error)) from None
+    schema = build_schema(settings.gateway_max_query_depth, settings.gateway_document_cache_bytes)
+    health = ServiceHealth(stubs, settings.gateway_grpc_target)
+    app = create_app(schema, stubs, config, cache, limits=limits, health=health)
     wrapped: Starlette = telemetry.wrap_asgi(app)
     return wrapped
 

@@ -78,7 +78,11 @@ def build_context(settings: Settings, clock: Clock = system_clock) -> AppContext
     On PostgreSQL the context carries a read cache, off until a change feed
     (``cache_worker``) switches it on.
     """
-    database = Database(settings.resolved_database_url(), pool_size=settings.db_pool_size)
+    database = Database(
+        settings.resolved_database_url(),
+        pool_size=settings.db_pool_size,
+        connect_timeout=settings.db_connect_timeout_seconds,
+    )
     cache = None
     if not database.is_sqlite and settings.read_cache_seconds > 0:
         cache = ConfigCache(ttl_seconds=settings.read_cache_seconds)

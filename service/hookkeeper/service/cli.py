@@ -103,6 +103,7 @@ def serve(workers: int | None) -> None:
                     GaugeSampler(ctx).run,  # returns at once when metrics are off
                 ],
                 notifications=deliveries.notifications,
+                health_interval=settings.db_health_interval_seconds,
             )
         )
     finally:

@@ -16,6 +16,7 @@ import logging
 
 from hookkeeper.service import telemetry
 from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.expiry_warnings import THRESHOLD_DAYS
 from hookkeeper.service.store import gauges
 
@@ -44,6 +45,8 @@ class GaugeSampler:
         while not stop.is_set() and telemetry.metrics_enabled():
             try:
                 await self.sample()
+            except Unavailable:
+                pass  # logged once by the database's availability
             except Exception:
                 _log.exception("cannot sample the gauges; trying again")
             with contextlib.suppress(TimeoutError):

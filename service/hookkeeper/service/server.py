@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -27,6 +28,7 @@ from hookkeeper.service import telemetry
 from hookkeeper.service.api.auth import BearerTokenInterceptor, parse_service_tokens
 from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
 from hookkeeper.service.api.errors import ErrorMappingInterceptor
+from hookkeeper.service.api.health import follow_database
 from hookkeeper.service.api.notification_servicer import NotificationServicer
 from hookkeeper.service.api.partner_servicer import PartnerServicer
 from hookkeeper.service.api.reflection import enable_server_reflection
@@ -53,16 +55,25 @@ SERVICE_NAMES = (
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+# A probe that takes longer than this counts as the database being away.
+_PROBE_TIMEOUT_SECONDS = 2.0
+
+
 @dataclass
 class RunningServer:
-    """A started server, its bound port and its health servicer."""
+    """A started server, its bound port, its health servicer and the task
+    keeping health in step with the database."""
 
     server: grpc.aio.Server
     port: int
     health: Any
+    follower: asyncio.Task[None]
 
     async def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, lets in-flight RPCs finish, then stops."""
+        self.follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.follower
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
 
@@ -72,10 +83,12 @@ async def start_server(
     listen: str,
     service_tokens: str,
     notifications: Notifications | None = None,
+    health_interval: float = 1.0,
 ) -> RunningServer:
     """Builds and starts the server on ``listen`` (port 0 picks a free one).
     ``notifications`` carries the process's HTTP sender and dispatcher wake-up
-    (service/delivery/runtime.py); a default one is built when not given."""
+    (service/delivery/runtime.py); a default one is built when not given.
+    Health follows the database, probed every ``health_interval`` seconds."""
     server = grpc.aio.server(
         # Telemetry first (empty when off), so rejected calls are traced too;
         # error mapping last, around every handler the server resolves.
@@ -112,7 +125,12 @@ async def start_server(
     await server.start()
     for name in (*SERVICE_NAMES, ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer)
+    follower = asyncio.create_task(
+        follow_database(
+            ctx.database, health_servicer, SERVICE_NAMES, health_interval, _PROBE_TIMEOUT_SECONDS
+        )
+    )
+    return RunningServer(server, port, health_servicer, follower)
 
 
 async def serve_until_signalled(
@@ -122,13 +140,14 @@ async def serve_until_signalled(
     grace: float,
     workers: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
     notifications: Notifications | None = None,
+    health_interval: float = 1.0,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully.
 
     Each of ``workers`` (e.g. the expiry mailer's ``run``) runs beside the
     server and is told to stop through the event it is given.
     """
-    running = await start_server(ctx, listen, service_tokens, notifications)
+    running = await start_server(ctx, listen, service_tokens, notifications, health_interval)
     _log.info("serving gRPC on %s (port %d)", listen, running.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

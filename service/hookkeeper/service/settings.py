@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     allow_insecure_callbacks: bool = False
     secret_validity_days: float = Field(default=365.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
+    # How long to wait for a new database connection (asyncpg's default is 60 s).
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # gRPC health probes the database this often while serving (5x a second
+    # while it is away), docs/operations.md.
+    db_health_interval_seconds: float = Field(default=1.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Processes of `serve` and `dispatcher` (0: one per CPU); docs/workers.md.
     workers: int = Field(default=1, ge=0)
@@ -38,10 +43,19 @@ class Settings(BaseSettings):
     gateway_service_token: SecretStr | None = None
     gateway_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     gateway_max_query_depth: int = Field(default=10, ge=3)
+    gateway_max_query_bytes: int = Field(default=64 * 1024, ge=1024)
     # Upper bound on one GraphQL request; a shorter `Request-Timeout` header wins.
     gateway_request_timeout_seconds: float = Field(default=10.0, gt=0)
     gateway_partner_cache_seconds: float = Field(default=30.0, ge=0)
-    gateway_partner_cache_size: int = Field(default=10_000, ge=1)
+    gateway_partner_cache_bytes: int = Field(default=4 * 1024 * 1024, ge=4096)
+    gateway_document_cache_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    # `limits` notation: per partner (each mutation field is one operation)
+    # and per client address for requests without a valid token.
+    gateway_rate_limit: str = "50/second"
+    gateway_anon_rate_limit: str = "5/second"
+    # `memory://` (per gateway) or a redis:// URL shared by every gateway; a
+    # SecretStr: the URL may carry a password.
+    rate_limit_storage: SecretStr = SecretStr("memory://")
     # Notification delivery (docs/delivery.md).
     retry_interval_scale: float = Field(default=1.0, ge=0)
     dispatcher_enabled: bool = True  # run the dispatcher inside `hookkeeper serve`

@@ -24,6 +24,7 @@ from hookkeeper.service.app import endpoint_health
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
+from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store import attempts, delivery_queue, gauges
 from hookkeeper.service.store.endpoint_health import Admission
 from hookkeeper.service.store.records import (
@@ -111,6 +112,10 @@ class Dispatcher:
         ) as current:
             try:
                 outcome = await self._deliverer.attempt(claimed)
+            except Unavailable:
+                # The outage is logged once by the database's availability;
+                # the lease runs out and the attempt is made again.
+                return
             except Exception:
                 # Unexpected (e.g. the database is down while signing): the lease
                 # runs out and another attempt follows; nothing is lost.
@@ -154,6 +159,8 @@ class Dispatcher:
                 try:
                     await self._write(batch)
                     batch = []
+                except Unavailable:
+                    await asyncio.sleep(1)  # logged once by the database's availability
                 except Exception:
                     _log.exception("cannot record %d outcomes; retrying", len(batch))
                     await asyncio.sleep(1)
@@ -192,6 +199,8 @@ class Dispatcher:
                 async with self._ctx.database.read() as conn:
                     depth, age = await gauges.delivery_queue(conn, self._ctx.clock())
                 telemetry.set_delivery_queue(depth, age)
+            except Unavailable:
+                pass  # logged once by the database's availability
             except Exception:
                 _log.exception("cannot read the queue's size")
             with contextlib.suppress(TimeoutError):
@@ -220,6 +229,8 @@ class Dispatcher:
                 if wanted >= self._claim_threshold or not self._inflight:
                     try:
                         claimed = await self._claim(wanted)
+                    except Unavailable:
+                        pass  # logged once by the database's availability
                     except Exception:
                         _log.exception("cannot claim deliveries; retrying after the poll interval")
                 for item in claimed:

@@ -18,6 +18,7 @@ import aiosmtplib
 
 from hookkeeper.service import telemetry
 from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.expiry_warnings import HORIZON, Backoff, due_threshold
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.mail.disable_notice import DisableFacts
@@ -65,6 +66,8 @@ class ExpiryMailer:
         while not stop.is_set():
             try:
                 await self.run_once(stop)
+            except Unavailable:
+                pass  # logged once by the database's availability; next poll retries
             except Exception:
                 _log.exception("expiry mailer pass failed; trying again at the next poll")
             with contextlib.suppress(TimeoutError):

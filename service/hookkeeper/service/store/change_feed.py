@@ -79,15 +79,25 @@ class ChangeListener:
 
     async def _run(self) -> None:
         delay = 0.5
+        quiet = False  # one line per outage, not one per retry
         while True:
             lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=10)
             except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-                _log.warning("change feed: cannot connect (%s); retrying", type(error).__name__)
+                if not quiet:
+                    _log.warning(
+                        "change feed: cannot connect (%s); retrying quietly, read cache off",
+                        type(error).__name__,
+                    )
+                    quiet = True
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+                # Capped low: the cache stays off until the feed is back.
+                delay = min(delay * 2, 2)
                 continue
+            if quiet:
+                _log.info("change feed: connected again; read cache back on")
+                quiet = False
             try:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._notified)
@@ -95,6 +105,7 @@ class ChangeListener:
                 self._on_live(True)
                 await self._watch(conn, lost)
                 _log.warning("change feed: connection lost; read cache off until it is back")
+                quiet = True
             finally:
                 self._on_live(False)
                 if not conn.is_closed():

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from hookkeeper.service.domain.errors import Unavailable
+from hookkeeper.service.store.availability import Availability, is_unreachable
 
 _WRITE = "hookkeeper_write"
 
@@ -22,8 +27,9 @@ class Database:
     writers serialise on row locks taken by the repositories.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, connect_timeout: float = 5.0) -> None:
         parsed = make_url(url)
+        self.availability = Availability()
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         # hide_parameters: bound values (ciphertext, e-mail addresses) stay out
         # of exception messages and logs.
@@ -32,7 +38,14 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         else:
-            options.update(pool_size=pool_size, max_overflow=pool_size)
+            options.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                # Waiting longer for a free connection than for a new one helps nobody.
+                pool_timeout=max(connect_timeout, 1.0),
+                # asyncpg waits 60 s for a host that does not answer.
+                connect_args={"timeout": connect_timeout},
+            )
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
@@ -48,8 +61,9 @@ class Database:
 
         On PostgreSQL it runs in autocommit: one statement is atomic on its
         own, and skipping BEGIN/ROLLBACK saves two round trips per read.
+        Raises ``Unavailable`` when the database cannot be reached.
         """
-        async with self.engine.connect() as conn:
+        async with self._reachable(), self.engine.connect() as conn:
             if not self.is_sqlite:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
@@ -59,11 +73,49 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction for writes: committed on success, rolled back on error."""
-        async with self.engine.connect() as conn:
+        """A transaction for writes: committed on success, rolled back on
+        error. Raises ``Unavailable`` when the database cannot be reached."""
+        async with self._reachable(), self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn
+
+    @asynccontextmanager
+    async def _reachable(self) -> AsyncIterator[None]:
+        """Turns "cannot reach the database" into ``Unavailable`` and keeps
+        ``availability`` current; every other error passes unchanged."""
+        try:
+            yield
+        except PoolTimeout:
+            # Reachable but saturated: retryable, yet no outage.
+            raise Unavailable("the database is overloaded; retry later") from None
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            self.availability.went_down(error)
+            raise Unavailable("the database cannot be reached; retry later") from None
+        if not self.availability.up:
+            # Flipped before any await, so one caller does what follows.
+            self.availability.came_back()
+            # Connections pooled before the outage are dead: start afresh.
+            await self.engine.dispose()
+
+    async def probe(self, limit_seconds: float) -> bool:
+        """Whether the database answers ``SELECT 1`` within ``limit_seconds``
+        seconds; updates ``availability`` either way."""
+        try:
+            async with (
+                asyncio.timeout(limit_seconds),
+                self._reachable(),
+                self.engine.connect() as conn,
+            ):
+                await conn.execute(text("SELECT 1"))
+        except Unavailable:
+            return False
+        except TimeoutError as error:
+            self.availability.went_down(error)
+            return False
+        return True
 
     async def close(self) -> None:
         """Closes every pooled connection."""
