@@ -20,6 +20,7 @@ from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
 from hookkeeper.service.store import migrate
 from hookkeeper.service.store.database import Database
 from tests.support.clock import FakeClock
+from tests.support.figures import FIGURES
 from tests.support.postgres import migrated_postgres
 from tests.support.sqlite import sqlite_url
 
@@ -79,3 +80,11 @@ def app_context(database: Database, keyring: Keyring, clock: FakeClock) -> AppCo
 def repo_root() -> Path:
     """The repository root."""
     return Path(__file__).resolve().parents[1]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Prints the figures tests measured (tests/support/figures.py)."""
+    if FIGURES:
+        terminalreporter.section("figures")
+        for name, value in FIGURES:
+            terminalreporter.write_line(f"{name}: {value}")

@@ -17,11 +17,13 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from hookkeeper.notifications.v1 import (
+    audit_pb2,
     callback_config_pb2,
     notification_pb2,
     partner_pb2,
     secret_rotation_pb2,
 )
+from hookkeeper.service.api.audit_servicer import AuditServicer
 from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
 from hookkeeper.service.api.notification_servicer import NotificationServicer
 from hookkeeper.service.api.partner_servicer import PartnerServicer
@@ -42,8 +44,9 @@ SERVICERS: dict[str, type[Any]] = {
     "hookkeeper.notifications.v1.SecretRotationService": SecretRotationServicer,
     "hookkeeper.notifications.v1.PartnerService": PartnerServicer,
     "hookkeeper.notifications.v1.NotificationService": NotificationServicer,
+    "hookkeeper.notifications.v1.AuditService": AuditServicer,
 }
-FILES = (callback_config_pb2, secret_rotation_pb2, partner_pb2, notification_pb2)
+FILES = (callback_config_pb2, secret_rotation_pb2, partner_pb2, notification_pb2, audit_pb2)
 
 
 def every_method() -> list[MethodDescriptor]:

@@ -26,6 +26,7 @@ from strawberry.types import ExecutionContext
 from strawberry.types.base import get_object_definition
 
 from hookkeeper.gateway import (
+    audit_log,
     callback_configs,
     delivery_log,
     endpoint_health,
@@ -41,6 +42,7 @@ CAPABILITIES: tuple[ModuleType, ...] = (
     notifications,
     delivery_log,
     endpoint_health,
+    audit_log,
 )
 
 # Deepest selection the public API needs is 3 (profile → configs → field);

@@ -7,13 +7,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypedDict
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app import delivery_hooks, endpoint_health
 from hookkeeper.service.app.config_cache import read_through
 from hookkeeper.service.app.context import AppContext, api_key_aad, secret_aad
 from hookkeeper.service.app.secret_rotation import new_secret
 from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.domain import audit, paging
 from hookkeeper.service.domain import callback_config as rules
-from hookkeeper.service.domain import paging
 from hookkeeper.service.domain.callback_config import CallbackConfig, ConfigFields
 from hookkeeper.service.domain.endpoint_health import MANUAL_REASON
 from hookkeeper.service.domain.errors import NotFound
@@ -99,6 +100,13 @@ class CallbackConfigs:
             await store.insert_config(conn, record)
             await store.insert_secret(conn, secret_record)
             await delivery_hooks.callback_url_set(conn, partner_id, config_id, now)
+            await trail.record(
+                self._ctx,
+                conn,
+                audit.Draft(
+                    audit.CONFIG_CREATE, str(ConfigName(partner_id, config_id)), partner_id
+                ),
+            )
         if len(self._known_partners) >= _MAX_KNOWN_PARTNERS:
             self._known_partners.clear()
         self._known_partners.add(partner_id)
@@ -164,6 +172,9 @@ class CallbackConfigs:
             if changes.get("callback_url", record.callback_url) != record.callback_url:
                 await delivery_hooks.callback_url_set(conn, name.partner_id, record.id, now)
             await announce(conn, record.id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.CONFIG_UPDATE, str(name), name.partner_id)
+            )
         # Derived rather than read back: the row lock kept everything else as read.
         updated = replace(record, **changes)
         self._ctx.invalidate(record.id)
@@ -177,6 +188,9 @@ class CallbackConfigs:
                 raise NotFound(str(name))
             await endpoint_health.disable(conn, record.id, MANUAL_REASON, self._ctx.clock())
             record = await store.get_config(conn, name.partner_id, name.config_id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.CONFIG_DISABLE, str(name), name.partner_id)
+            )
         self._ctx.invalidate(name.config_id)
         assert record is not None
         return to_domain(record)
@@ -189,6 +203,9 @@ class CallbackConfigs:
                 raise NotFound(str(name))
             await endpoint_health.enable(conn, record.id, self._ctx.clock())
             record = await store.get_config(conn, name.partner_id, name.config_id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.CONFIG_ENABLE, str(name), name.partner_id)
+            )
         self._ctx.invalidate(name.config_id)
         assert record is not None
         return to_domain(record)
@@ -202,6 +219,9 @@ class CallbackConfigs:
             await delivery_hooks.config_deleted(conn, record.id, self._ctx.clock())
             await store.delete_config(conn, record.id)
             await announce(conn, record.id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.CONFIG_DELETE, str(name), name.partner_id)
+            )
         self._ctx.invalidate(record.id)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.crypto.keyring import Keyring
+from hookkeeper.service.domain.audit import SignTally
 from hookkeeper.service.domain.paging import PageTokens
 from hookkeeper.service.store.database import Database
 
@@ -40,6 +41,8 @@ class AppContext:
     clock: Clock = system_clock
     # Read cache for Get and Sign; None (or disabled) reads the database.
     cache: ConfigCache | None = None
+    # SignNotification uses not yet written to the audit trail (app/audit.py).
+    sign_tally: SignTally = field(default_factory=SignTally, compare=False)
 
     @cached_property
     def page_tokens(self) -> PageTokens:

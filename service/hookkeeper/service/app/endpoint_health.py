@@ -20,6 +20,7 @@ from hookkeeper.service import telemetry
 from hookkeeper.service.app.delivering import Outcome
 from hookkeeper.service.domain import endpoint_health as rules
 from hookkeeper.service.domain.deliveries import DeliveryKind
+from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store import endpoint_health as store
 from hookkeeper.service.store.change_feed import announce
 
@@ -67,18 +68,18 @@ class _Seen:
 
 async def after_attempts(
     conn: AsyncConnection, outcomes: Sequence[Outcome], now: datetime, disable_after: timedelta
-) -> list[str]:
+) -> list[ConfigName]:
     """Applies a batch of attempts to their configurations' health: the run
     of failures, Retry-After holds, and disabling (410 Gone at once, or
     failures only for ``disable_after``). Only deliveries of published events
     count: a test send or a connectivity check never disables. Returns the
-    ids of the configurations disabled."""
+    names of the configurations disabled."""
     by_config: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         delivery = outcome.claimed.delivery
         if outcome.claimed.target is not None and delivery.kind == DeliveryKind.EVENT:
             by_config[outcome.claimed.delivery.callback_config_id].append(outcome)
-    disabled = []
+    disabled: list[ConfigName] = []
     # Locked in id order, like the claim: concurrent batches never deadlock.
     for config_id in sorted(by_config):
         batch = sorted(by_config[config_id], key=lambda o: o.attempt.start_time)
@@ -104,5 +105,5 @@ async def after_attempts(
             conn, config_id, {"failing_since": failing_since, "hold_until": hold}
         )
         if reason is not None and await disable(conn, config_id, reason, now):
-            disabled.append(config_id)
+            disabled.append(ConfigName(batch[0].claimed.delivery.partner_id, config_id))
     return disabled

@@ -7,7 +7,9 @@ is never touched.
 
 from __future__ import annotations
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.context import AppContext, api_key_aad, secret_aad
+from hookkeeper.service.domain import audit
 from hookkeeper.service.store import callback_configs as store
 from hookkeeper.service.store.change_feed import announce
 
@@ -35,6 +37,13 @@ async def rotate_keys(ctx: AppContext) -> int:
             changed = {c.id for c in configs} | {s.callback_config_id for s in secrets}
             for config_id in changed:
                 await announce(conn, config_id)
+            if changed:
+                resource = f"masterKeys/{keyring.primary_key_id}"
+                await trail.record(
+                    ctx,
+                    conn,
+                    audit.Draft(audit.MASTER_KEY_ROTATE, resource, None, count=len(changed)),
+                )
         for config_id in changed:
             ctx.invalidate(config_id)
         done = len(configs) + len(secrets)

@@ -6,10 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.config_cache import read_through
 from hookkeeper.service.app.context import AppContext, secret_aad
+from hookkeeper.service.domain import audit, signing
 from hookkeeper.service.domain import secrets as lifecycle
-from hookkeeper.service.domain import signing
 from hookkeeper.service.domain import standard_webhooks as swh
 from hookkeeper.service.domain.callback_config import STANDARD_WEBHOOKS
 from hookkeeper.service.domain.envelope import check_event_id
@@ -122,6 +123,9 @@ class SecretRotation:
                 conn, config_id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
             )
             await announce(conn, config_id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.SECRET_REFRESH, str(name), name.partner_id)
+            )
         self._ctx.invalidate(config_id)
         return Refreshed(name, secret, plan.new_expire_time, plan.previous_end_time)
 
@@ -140,6 +144,9 @@ class SecretRotation:
             await store.delete_secrets(conn, ended)
             await store.update_config(conn, name.config_id, {"update_time": now})
             await announce(conn, name.config_id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.SECRET_REVOKE, str(name), name.partner_id)
+            )
         self._ctx.invalidate(name.config_id)
         return Revoked(name, current.expire_time)
 
@@ -162,6 +169,7 @@ class SecretRotation:
             )
         by_id = {r.id: r for r in records}
         secrets = [self._open(by_id[p.secret_id]) for p in active]
+        trail.AuditTrail(self._ctx).count_sign(str(name), name.partner_id)
         if scheme == STANDARD_WEBHOOKS:
             timestamp = swh.unix_seconds(moment)
             header = swh.sign(secrets, webhook_id, timestamp, payload)

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from hookkeeper.service import telemetry
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app import endpoint_health
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
+from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store import attempts, delivery_queue, gauges
 from hookkeeper.service.store.endpoint_health import Admission
@@ -187,9 +189,20 @@ class Dispatcher:
             disabled = await endpoint_health.after_attempts(
                 conn, batch, now, self._ctx.policy.disable_after
             )
-        for config_id in disabled:
-            _log.warning("callback configuration %s disabled by its attempts' outcomes", config_id)
-            self._ctx.invalidate(config_id)
+            if disabled:
+                # Last in the transaction (the trail's append lock), as the dispatcher.
+                await trail.record(
+                    self._ctx,
+                    conn,
+                    *[
+                        audit.Draft(audit.CONFIG_DISABLE, str(name), name.partner_id)
+                        for name in disabled
+                    ],
+                    actor="dispatcher",
+                )
+        for name in disabled:
+            _log.warning("callback configuration %s disabled by its attempts' outcomes", name)
+            self._ctx.invalidate(name.config_id)
 
     async def _report_queue(self, stop: asyncio.Event) -> None:
         """Feeds the queue gauges every few seconds (only when metrics are on):
