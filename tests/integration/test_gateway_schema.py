@@ -55,6 +55,7 @@ async def served() -> dict[str, Any]:
     (the token is in the partner cache, so no RPC is made)."""
     stubs = rpc.Stubs("127.0.0.1:1")  # never called
     cache = auth.PartnerCache(30, 64 * 1024)
+    cache.reset(enabled=True)  # as if the revocation feed were live
     cache.put(auth.digest(TOKEN), "partners/0190b3a8-0000-7000-8000-000000000000")
     app = create_app(
         build_schema(),

@@ -107,6 +107,7 @@ def serve(workers: int | None) -> None:
                 settings.shutdown_grace_seconds,
                 workers=[
                     *filter(None, [bootstrap.cache_worker(ctx, settings)]),
+                    bootstrap.revocation_worker(ctx, settings),
                     *([mailer.run] if mailer else []),
                     deliveries.run,
                     GaugeSampler(ctx).run,  # returns at once when metrics are off
