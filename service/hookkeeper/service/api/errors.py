@@ -16,6 +16,7 @@ and never touches status codes itself.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -130,14 +131,24 @@ def guard_unary(behavior: Behavior, method: str) -> Behavior:
     return guarded
 
 
-def _guard_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
-    # Health's Watch: only the undecodable request needs catching here.
+def _guard_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    # Server-streaming methods (health's Watch, WatchTokenRevocations): the
+    # undecodable request, and errors raised before or between messages, are
+    # mapped like a unary method's.
     async def guarded(request: Any, context: Context) -> Any:
-        if isinstance(request, Undecodable):
-            status = rpc_status.to_status(bad_request(_undecodable_error(request)))
-            await context.abort(status.code, status.details, status.trailing_metadata)
-        async for item in behavior(request, context):
-            yield item
+        try:
+            if isinstance(request, Undecodable):
+                raise _undecodable_error(request)
+            produced = behavior(request, context)
+            if inspect.isawaitable(produced):  # a handler that is no generator
+                await produced
+                return
+            async for item in produced:
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort_with(context, error, method)
 
     return guarded
 
@@ -154,7 +165,7 @@ def guard_handler(handler: Handler, method: str) -> Handler:
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _guard_stream(handler.unary_stream), deserializer, serializer
+            _guard_stream(handler.unary_stream, method), deserializer, serializer
         )
     # Client-streaming methods (reflection) decode each message themselves
     # inside grpc; left as they are.
