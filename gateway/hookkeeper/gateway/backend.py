@@ -2,10 +2,11 @@
 every quarter second over the gateway's own channel.
 
 The service reports NOT_SERVING while its database is out of reach; a
-service that is stopped, paused or unreachable does not answer within the
-probe's timeout (three times in a row). Either way the gateway answers 503 (``/healthz`` and every
-GraphQL request) until the service says SERVING again, and logs one line
-when it goes and one when it comes back, never one per request.
+service that is stopped or unreachable refuses the connection, and a paused
+one does not answer within the probe's timeout (three times in a row).
+Either way the gateway answers 503 (``/healthz`` and every GraphQL request)
+until the service says SERVING again, and logs one line when it goes and
+one when it comes back, never one per request.
 """
 
 from __future__ import annotations
