@@ -18,7 +18,6 @@ from hookkeeper.service.domain.errors import NotFound
 from hookkeeper.service.domain.names import ConfigName, new_config_id
 from hookkeeper.service.domain.secrets import generate_secret
 from hookkeeper.service.store import callback_configs as store
-from hookkeeper.service.store.change_feed import announce
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 
 _MAX_KNOWN_PARTNERS = 100_000
@@ -85,12 +84,13 @@ class CallbackConfigs:
             expire_time=expire_time,
             retire_time=None,
         )
-        async with self._ctx.database.write() as conn:
+        # A new configuration is in no cache: nothing to announce.
+        async with self._ctx.unit_of_work() as uow:
             if partner_id not in self._known_partners:
-                await store.ensure_partner(conn, partner_id, now)
-            await store.insert_config(conn, record)
-            await store.insert_secret(conn, secret_record)
-            await delivery_hooks.callback_url_set(conn, partner_id, config_id, now)
+                await uow.configs.ensure_partner(partner_id, now)
+            await uow.configs.insert_config(record)
+            await uow.configs.insert_secret(secret_record)
+            await delivery_hooks.callback_url_set(uow.conn, partner_id, config_id, now)
         if len(self._known_partners) >= _MAX_KNOWN_PARTNERS:
             self._known_partners.clear()
         self._known_partners.add(partner_id)
@@ -138,33 +138,30 @@ class CallbackConfigs:
             prefix="callback_config.",
         )
         now = self._ctx.clock()
-        async with self._ctx.database.write() as conn:
-            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+        async with self._ctx.unit_of_work() as uow:
+            record = await uow.configs.get_for_update(name.partner_id, name.config_id)
             if record is None:
                 raise NotFound(str(name))
             changes = _column_values(self._ctx, record.id, given, names)
             if not changes:
                 return to_domain(record)
             changes["update_time"] = now
-            await store.update_config(conn, record.id, changes)
+            await uow.configs.update_config(record.id, changes)
             if changes.get("callback_url", record.callback_url) != record.callback_url:
-                await delivery_hooks.callback_url_set(conn, name.partner_id, record.id, now)
-            await announce(conn, record.id)
+                await delivery_hooks.callback_url_set(uow.conn, name.partner_id, record.id, now)
+            uow.changed(record.id)
         # Derived rather than read back: the row lock kept everything else as read.
-        updated = replace(record, **changes)
-        self._ctx.invalidate(record.id)
-        return to_domain(updated)
+        return to_domain(replace(record, **changes))
 
     async def delete(self, name: ConfigName) -> None:
         """Deletes the configuration and its secrets; NotFound when absent."""
-        async with self._ctx.database.write() as conn:
-            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+        async with self._ctx.unit_of_work() as uow:
+            record = await uow.configs.get_for_update(name.partner_id, name.config_id)
             if record is None:
                 raise NotFound(str(name))
-            await delivery_hooks.config_deleted(conn, record.id, self._ctx.clock())
-            await store.delete_config(conn, record.id)
-            await announce(conn, record.id)
-        self._ctx.invalidate(record.id)
+            await delivery_hooks.config_deleted(uow.conn, record.id, self._ctx.clock())
+            await uow.configs.delete_config(record.id)
+            uow.changed(record.id)
 
 
 class _Changes(TypedDict, total=False):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
+from hookkeeper.service.app.unit_of_work import UnitOfWork, UnitOfWorkFactory, sql_unit_of_work
 from hookkeeper.service.crypto.keyring import Keyring
 from hookkeeper.service.domain.paging import PageTokens
 from hookkeeper.service.store.database import Database
@@ -38,12 +40,22 @@ class AppContext:
     clock: Clock = system_clock
     # Read cache for Get and Sign; None (or disabled) reads the database.
     cache: ConfigCache | None = None
+    # Where write transactions come from; None: ``database.write()`` through
+    # sql_unit_of_work. Tests pass an in-memory one.
+    units_of_work: UnitOfWorkFactory | None = None
 
     @cached_property
     def page_tokens(self) -> PageTokens:
         """Page tokens under keys derived from the master keyring: every
         replica with the same keyring reads every other's tokens."""
         return PageTokens(self.keyring.derive_keys(b"hookkeeper page tokens v1"))
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A write transaction that announces and invalidates what it changed
+        (app/unit_of_work.py)."""
+        if self.units_of_work is not None:
+            return self.units_of_work()
+        return sql_unit_of_work(self.database, self.invalidate)
 
     def invalidate(self, config_id: str) -> None:
         """Drops a changed configuration from this process's read cache."""

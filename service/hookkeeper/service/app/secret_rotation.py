@@ -13,7 +13,6 @@ from hookkeeper.service.domain import signing
 from hookkeeper.service.domain.errors import FailedPrecondition, NotFound
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store import callback_configs as store
-from hookkeeper.service.store.change_feed import announce
 from hookkeeper.service.store.records import SecretRecord
 
 
@@ -53,8 +52,8 @@ class SecretRotation:
     async def refresh(self, name: ConfigName, *, keep_existing: bool) -> Refreshed:
         """Issues a new secret under a row lock so concurrent refreshes serialise."""
         config_id = name.config_id
-        async with self._ctx.database.write() as conn:
-            records = await store.lock_with_secrets(conn, name.partner_id, config_id)
+        async with self._ctx.unit_of_work() as uow:
+            records = await uow.configs.lock_with_secrets(name.partner_id, config_id)
             if records is None:
                 raise NotFound(str(name))
             # The clock is read after the lock: a queued refresh plans against
@@ -70,14 +69,13 @@ class SecretRotation:
             # Secrets that will never sign again are dropped, not kept as
             # ciphertext; the others get their new retire time.
             ended = lifecycle.ended_after(periods, plan, now)
-            await store.delete_secrets(conn, ended)
-            await store.retire_secrets(
-                conn, {k: v for k, v in plan.retirements.items() if k not in ended}
+            await uow.configs.delete_secrets(ended)
+            await uow.configs.retire_secrets(
+                {k: v for k, v in plan.retirements.items() if k not in ended}
             )
             secret = lifecycle.generate_secret()
             secret_id = str(uuid.uuid4())
-            await store.insert_secret(
-                conn,
+            await uow.configs.insert_secret(
                 SecretRecord(
                     id=secret_id,
                     callback_config_id=config_id,
@@ -89,11 +87,10 @@ class SecretRotation:
                     retire_time=None,
                 ),
             )
-            await store.update_config(
-                conn, config_id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
+            await uow.configs.update_config(
+                config_id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
             )
-            await announce(conn, config_id)
-        self._ctx.invalidate(config_id)
+            uow.changed(config_id)
         return Refreshed(name, secret, plan.new_expire_time, plan.previous_end_time)
 
     async def sign(self, name: ConfigName, payload: bytes, at: datetime | None) -> Signature:
