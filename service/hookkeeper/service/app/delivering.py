@@ -12,19 +12,19 @@ from datetime import datetime
 
 from hookkeeper.service.app.context import AppContext, api_key_aad
 from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.app.sending import Answer, Sender
 from hookkeeper.service.crypto.keyring import KeyringError
-from hookkeeper.service.delivery.http import Answer, Sender
 from hookkeeper.service.domain import envelope, event_types, retry
-from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
+from hookkeeper.service.domain.deliveries import (
+    AttemptRecord,
+    DeliveryKind,
+    DeliveryState,
+    EventRecord,
+)
 from hookkeeper.service.domain.errors import FailedPrecondition, NotFound
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from hookkeeper.service.store.records import (
-    AttemptRecord,
-    ClaimedDelivery,
-    EventRecord,
-    TargetRecord,
-)
+from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 
 
 @dataclass(frozen=True)

@@ -21,19 +21,14 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
-from hookkeeper.service.domain.deliveries import DeliveryState
+from hookkeeper.service.domain.deliveries import DeliveryRecord, DeliveryState, EventRecord
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
     notification_events,
     notification_subscriptions,
 )
-from hookkeeper.service.store.records import (
-    ClaimedDelivery,
-    DeliveryRecord,
-    EventRecord,
-    TargetRecord,
-)
+from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 from hookkeeper.service.store.tables import UTCDateTime, callback_configs
 
 _events = notification_events.c
