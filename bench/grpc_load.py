@@ -13,11 +13,13 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,6 +39,7 @@ PAYLOAD = json.dumps(
 ).encode()
 
 Call = Callable[[int, int], Awaitable[object]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,6 +72,14 @@ def _cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_seconds_of(pids: Sequence[int]) -> float | None:
+    """The summed CPU time of several processes (the workers of one server)."""
+    times = [_cpu_seconds(pid) for pid in pids]
+    if not times or any(t is None for t in times):
+        return None
+    return sum(t for t in times if t is not None)
+
+
 def _per_request(before: float | None, after: float | None, count: int) -> float | None:
     if before is None or after is None or not count:
         return None
@@ -85,7 +96,7 @@ def _config(i: int) -> configs_pb.CallbackConfig:
 
 
 async def _run(
-    op: str, call: Call, callers: int, warmup: float, seconds: float, pid: int | None
+    op: str, call: Call, callers: int, warmup: float, seconds: float, pids: Sequence[int]
 ) -> Result:
     loop_start = time.perf_counter()
     measure_from = loop_start + warmup
@@ -96,9 +107,9 @@ async def _run(
 
     async def sample_cpu() -> None:
         await asyncio.sleep(measure_from - time.perf_counter())
-        cpu.append((_cpu_seconds(pid), _cpu_seconds(os.getpid())))
+        cpu.append((_cpu_seconds_of(pids), _cpu_seconds(os.getpid())))
         await asyncio.sleep(stop_at - time.perf_counter())
-        cpu.append((_cpu_seconds(pid), _cpu_seconds(os.getpid())))
+        cpu.append((_cpu_seconds_of(pids), _cpu_seconds(os.getpid())))
 
     async def caller(i: int) -> None:
         nonlocal errors
@@ -135,75 +146,101 @@ async def main(args: argparse.Namespace) -> None:
     """Sets up one configuration per caller, then measures every operation."""
     metadata = (("authorization", f"Bearer {args.token}"),)
     callers: int = args.concurrency
-    async with (
-        grpc.aio.insecure_channel(args.api) as api,
-        grpc.aio.insecure_channel(args.echo) as echo_channel,
-    ):
-        configs = configs_grpc.CallbackConfigServiceStub(api)
-        secrets = secrets_grpc.SecretRotationServiceStub(api)
-        # Raw bytes both ways, like the echo server's handler.
-        echo = echo_channel.unary_unary(
-            ECHO_METHOD, request_serializer=None, response_deserializer=None
+    # Several channels, each its own TCP connection, when asked: SO_REUSEPORT
+    # spreads connections (not calls) across the workers of one server.
+    options = [("grpc.use_local_subchannel_pool", 1)] if args.channels > 1 else []
+    apis = [grpc.aio.insecure_channel(args.api, options=options) for _ in range(args.channels)]
+    echoes = [grpc.aio.insecure_channel(args.echo, options=options) for _ in range(args.channels)]
+    try:
+        await _measure(args, apis, echoes, metadata, callers)
+    finally:
+        for channel in (*apis, *echoes):
+            await channel.close(None)
+
+
+async def _measure(
+    args: argparse.Namespace,
+    apis: list[grpc.aio.Channel],
+    echoes: list[grpc.aio.Channel],
+    metadata: tuple[tuple[str, str], ...],
+    callers: int,
+) -> None:
+    """Runs every operation; caller ``i`` uses channel ``i`` modulo their number."""
+    config_stubs = [configs_grpc.CallbackConfigServiceStub(c) for c in apis]
+    secret_stubs = [secrets_grpc.SecretRotationServiceStub(c) for c in apis]
+    health_stubs = [health_pb2_grpc.HealthStub(c) for c in apis]
+    # Raw bytes both ways, like the echo server's handler.
+    echo_calls = [
+        c.unary_unary(ECHO_METHOD, request_serializer=None, response_deserializer=None)
+        for c in echoes
+    ]
+
+    def pick(stubs: Sequence[T], i: int) -> T:
+        return stubs[i % len(stubs)]
+
+    created = await asyncio.gather(
+        *(
+            pick(config_stubs, i).CreateCallbackConfig(
+                configs_pb.CreateCallbackConfigRequest(
+                    parent=f"partners/bench-{i}", callback_config=_config(i)
+                ),
+                metadata=metadata,
+            )
+            for i in range(callers)
         )
+    )
+    names = [c.callback_config.name for c in created]
+    # Reads over many stored rows rather than the callers' own (bench.scale).
+    spread: list[str] = args.spread
+    rng = random.Random(7)
 
-        created = await asyncio.gather(
-            *(
-                configs.CreateCallbackConfig(
-                    configs_pb.CreateCallbackConfigRequest(
-                        parent=f"partners/bench-{i}", callback_config=_config(i)
-                    ),
-                    metadata=metadata,
-                )
-                for i in range(callers)
-            )
+    def target(i: int) -> str:
+        return rng.choice(spread) if spread else names[i]
+
+    # The echo carries what a Get carries, and the same metadata.
+    echo_body = configs_pb.GetCallbackConfigRequest(name=names[0]).SerializeToString()
+
+    async def do_echo(i: int, n: int) -> object:
+        return await pick(echo_calls, i)(echo_body, metadata=metadata)
+
+    async def do_get(i: int, n: int) -> object:
+        request = configs_pb.GetCallbackConfigRequest(name=target(i))
+        return await pick(config_stubs, i).GetCallbackConfig(request, metadata=metadata)
+
+    async def do_create(i: int, n: int) -> object:
+        request = configs_pb.CreateCallbackConfigRequest(
+            parent=f"partners/bench-create-{i}", callback_config=_config(i)
         )
-        names = [c.callback_config.name for c in created]
-        # The echo carries what a Get carries, and the same metadata.
-        echo_body = configs_pb.GetCallbackConfigRequest(name=names[0]).SerializeToString()
+        return await pick(config_stubs, i).CreateCallbackConfig(request, metadata=metadata)
 
-        async def do_echo(i: int, n: int) -> object:
-            return await echo(echo_body, metadata=metadata)
+    async def do_refresh(i: int, n: int) -> object:
+        # Both ways in turn: keeping the old secret and ending it.
+        request = secrets_pb.RefreshSecretRequest(
+            name=names[i], keep_existing_secret_active=n % 2 == 0
+        )
+        return await pick(secret_stubs, i).RefreshSecret(request, metadata=metadata)
 
-        async def do_get(i: int, n: int) -> object:
-            request = configs_pb.GetCallbackConfigRequest(name=names[i])
-            return await configs.GetCallbackConfig(request, metadata=metadata)
+    async def do_sign(i: int, n: int) -> object:
+        request = secrets_pb.SignNotificationRequest(name=target(i), payload=PAYLOAD)
+        return await pick(secret_stubs, i).SignNotification(request, metadata=metadata)
 
-        async def do_create(i: int, n: int) -> object:
-            request = configs_pb.CreateCallbackConfigRequest(
-                parent=f"partners/bench-create-{i}", callback_config=_config(i)
-            )
-            return await configs.CreateCallbackConfig(request, metadata=metadata)
+    async def do_health(i: int, n: int) -> object:
+        # The hookkeeper process's floor: gRPC, the interceptor, no app code.
+        request = health_pb2.HealthCheckRequest(service="")
+        return await pick(health_stubs, i).Check(request, metadata=metadata)
 
-        async def do_refresh(i: int, n: int) -> object:
-            # Both ways in turn: keeping the old secret and ending it.
-            request = secrets_pb.RefreshSecretRequest(
-                name=names[i], keep_existing_secret_active=n % 2 == 0
-            )
-            return await secrets.RefreshSecret(request, metadata=metadata)
-
-        async def do_sign(i: int, n: int) -> object:
-            request = secrets_pb.SignNotificationRequest(name=names[i], payload=PAYLOAD)
-            return await secrets.SignNotification(request, metadata=metadata)
-
-        health = health_pb2_grpc.HealthStub(api)
-
-        async def do_health(i: int, n: int) -> object:
-            # The hookkeeper process's floor: gRPC, the interceptor, no app code.
-            request = health_pb2.HealthCheckRequest(service="")
-            return await health.Check(request, metadata=metadata)
-
-        ops: dict[str, Call] = {
-            "health": do_health,
-            "echo": do_echo,
-            "get": do_get,
-            "create": do_create,
-            "refresh": do_refresh,
-            "sign": do_sign,
-        }
-        for op in args.ops.split(","):
-            pid = args.echo_pid if op == "echo" else args.api_pid
-            result = await _run(op, ops[op], callers, args.warmup, args.seconds, pid)
-            print(json.dumps(asdict(result)), flush=True)
+    ops: dict[str, Call] = {
+        "health": do_health,
+        "echo": do_echo,
+        "get": do_get,
+        "create": do_create,
+        "refresh": do_refresh,
+        "sign": do_sign,
+    }
+    for op in args.ops.split(","):
+        pids = ([args.echo_pid] if args.echo_pid else []) if op == "echo" else args.api_pid
+        result = await _run(op, ops[op], callers, args.warmup, args.seconds, pids or [])
+        print(json.dumps(asdict(result)), flush=True)
 
 
 def _arguments() -> argparse.Namespace:
@@ -211,13 +248,26 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--api", required=True, help="hookkeeper server address")
     parser.add_argument("--echo", required=True, help="echo server address")
     parser.add_argument("--token", required=True, help="a service token")
-    parser.add_argument("--api-pid", type=int, help="hookkeeper server pid, for its CPU time")
+    parser.add_argument(
+        "--api-pid",
+        type=int,
+        action="append",
+        help="hookkeeper server pid, for its CPU time (repeat for each worker)",
+    )
     parser.add_argument("--echo-pid", type=int, help="echo server pid, for its CPU time")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--channels", type=int, default=1, help="separate connections the callers share"
+    )
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument(
+        "--names-file", help="configuration names (one a line) Get and Sign pick from at random"
+    )
     parser.add_argument("--ops", default="echo,health,get,sign,create,refresh,echo")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.spread = Path(args.names_file).read_text().split() if args.names_file else []
+    return args
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 # Section modules, in report order. Each capability adds its own.
-SECTIONS = ["bench.grpc_api", "bench.telemetry", "bench.delivery", "bench.gateway"]
+SECTIONS = ["bench.grpc_api", "bench.workers", "bench.telemetry", "bench.delivery", "bench.gateway"]
+# The million-configuration run takes minutes more; BENCH_SCALE=1 adds it.
+if os.environ.get("BENCH_SCALE") == "1":
+    SECTIONS.append("bench.scale")
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 

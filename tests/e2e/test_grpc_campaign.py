@@ -13,11 +13,15 @@ invalid UTF-8 in it). The number of cases goes to the run's figures.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -33,6 +37,7 @@ from hookkeeper.notifications.v1 import notification_pb2_grpc as nt_grpc
 from hookkeeper.service.domain.event_types import CATALOGUE
 from tests.integration.test_error_choke_point import every_method
 from tests.support.figures import report
+from tests.support.postgres import create_database, drop_database, require_postgres
 from tests.support.processes import (
     Process,
     base_env,
@@ -56,7 +61,7 @@ ALLOWED = {
     grpc.StatusCode.FAILED_PRECONDITION,
 }
 COUNTS: Counter[str] = Counter()
-STARTED: list[float] = []
+T = TypeVar("T")
 
 
 class Campaign:
@@ -154,9 +159,23 @@ def _seed(channel: grpc.Channel, dead_url: str) -> Plausible:
     )
 
 
-@pytest.fixture(scope="module")
-def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
-    tmp = tmp_path_factory.mktemp("campaign")
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine on its own loop in a worker thread (a sync fixture
+    must not touch the loop pytest-asyncio keeps)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def campaign(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Campaign]:
+    """The real server on each database kind (PostgreSQL refuses what SQLite
+    stores: NUL characters, over-long values), seeded with resources."""
+    kind: str = request.param
+    tmp = tmp_path_factory.mktemp(f"campaign-{kind}")
     env = base_env(
         {
             "HOOKKEEPER_VAR_DIR": str(tmp / "var"),
@@ -168,6 +187,19 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
             "HOOKKEEPER_LOG_FORMAT": "text",
         }
     )
+    database = None
+    if kind == "postgresql":
+        require_postgres()
+        url, database = _run_async(create_database("hookkeeper_campaign"))
+        env["HOOKKEEPER_DATABASE_URL"] = url
+    try:
+        yield from _campaign(kind, env, tmp)
+    finally:
+        if database is not None:
+            _run_async(drop_database(database))
+
+
+def _campaign(kind: str, env: dict[str, str], tmp: Path) -> Iterator[Campaign]:
     run_cli(["migrate"], env)
     address = f"127.0.0.1:{free_port()}"
     process = start(["serve"], {**env, "HOOKKEEPER_GRPC_LISTEN": address}, tmp / "serve.log")
@@ -178,15 +210,19 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
         raise AssertionError(f"server did not start:\n{process.output()}") from None
     with grpc.insecure_channel(address) as channel:
         plausible = _seed(channel, f"http://127.0.0.1:{free_port()}/hook")
+    COUNTS.clear()
+    started = time.monotonic()
     running = Campaign(process, address, plausible)
-    STARTED.append(time.monotonic())
     yield running
     running.channel.close()
     code = process.terminate()
     log = process.output()
     total = sum(COUNTS.values())
-    report("grpc campaign cases", f"{total} over {len(every_method())} RPCs {dict(COUNTS)}")
-    report("grpc campaign seconds", f"{time.monotonic() - STARTED[0]:.1f}")
+    report(
+        f"grpc campaign cases ({kind})",
+        f"{total} over {len(every_method())} RPCs in {time.monotonic() - started:.1f}s "
+        f"{dict(COUNTS)}",
+    )
     assert code == 0, log
     assert "Traceback" not in log, log
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 
 from hookkeeper.service.app.context import AppContext, Policy
@@ -105,8 +106,11 @@ class Stack:
             process.terminate()
 
 
-def start_stack(tmp: Path, **extra: str) -> Stack:
-    """Migrates a fresh SQLite database, starts the service and one gateway."""
+def start_stack(
+    tmp: Path, grpc_credentials: grpc.ChannelCredentials | None = None, **extra: str
+) -> Stack:
+    """Migrates a fresh SQLite database, starts the service and one gateway
+    (``grpc_credentials`` reach a service that speaks TLS)."""
     grpc_port = free_port()
     env = base_env(
         {
@@ -127,7 +131,7 @@ def start_stack(tmp: Path, **extra: str) -> Stack:
     service = start(["serve"], env, tmp / "serve.log")
     stack = Stack(tmp=tmp, env=env, grpc_target=f"127.0.0.1:{grpc_port}", service=service)
     try:
-        wait_for_grpc_health(stack.grpc_target)
+        wait_for_grpc_health(stack.grpc_target, credentials=grpc_credentials)
         stack.url = stack.start_gateway("gateway")
     except BaseException:
         stack.stop()

@@ -51,17 +51,19 @@ class Reply:
 
 @dataclass
 class Grpcurl:
-    """grpcurl against one plaintext address, with a default bearer token."""
+    """grpcurl against one address, with a default bearer token; plaintext
+    unless ``transport`` says otherwise (e.g. ``["-cacert", CA, "-cert", …]``)."""
 
     address: str
     token: str | None = None
     timeout: float = 30
     extra_args: list[str] = field(default_factory=list)
+    transport: list[str] = field(default_factory=lambda: ["-plaintext"])
 
     def run(self, verb: str, *symbols: str) -> str:
-        """``grpcurl -plaintext ADDRESS list|describe [SYMBOL]``; returns stdout."""
+        """``grpcurl ADDRESS list|describe [SYMBOL]``; returns stdout."""
         result = subprocess.run(
-            [GRPCURL, "-plaintext", self.address, verb, *symbols],
+            [GRPCURL, *self.transport, self.address, verb, *symbols],
             capture_output=True,
             text=True,
             timeout=self.timeout,
@@ -78,7 +80,7 @@ class Grpcurl:
         ``token=True`` sends the default token, ``None``/``False`` none, a
         string that token.
         """
-        args = [GRPCURL, "-plaintext", "-format-error", "-emit-defaults", *self.extra_args]
+        args = [GRPCURL, *self.transport, "-format-error", "-emit-defaults", *self.extra_args]
         if verbose:
             args.append("-v")
         bearer = self.token if token is True else token or None

@@ -46,12 +46,19 @@ def run_cli(args: list[str], env: Mapping[str, str], timeout: float = 60) -> str
     return result.stdout
 
 
-def wait_for_grpc_health(address: str, timeout: float = 20) -> None:
-    """Blocks until the gRPC health service at ``address`` answers SERVING."""
+def wait_for_grpc_health(
+    address: str, timeout: float = 20, credentials: grpc.ChannelCredentials | None = None
+) -> None:
+    """Blocks until the gRPC health service at ``address`` answers SERVING
+    (over TLS with ``credentials``)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with grpc.insecure_channel(address) as channel:
+            with (
+                grpc.secure_channel(address, credentials)
+                if credentials
+                else grpc.insecure_channel(address)
+            ) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=1
                 )

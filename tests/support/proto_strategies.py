@@ -287,11 +287,26 @@ def hostile_cases(descriptor: Descriptor, plausible: Plausible) -> list[tuple[st
     """Every field of the well-formed base set, in turn, to every hostile
     value of its type: (field path, request)."""
     base = base_message(descriptor, plausible)
-    return [
-        (".".join(f.name for f in path), with_value(base, path, value))
-        for path in leaf_paths(descriptor)
-        for value in hostile_values(path[-1])
-    ]
+    cases = []
+    for path in leaf_paths(descriptor):
+        values = hostile_values(path[-1])
+        current = _value_at(base, path)
+        if isinstance(current, str) and current:
+            # A well-formed value spoilt at its end: reaches past the shape
+            # check of resource names into lookups (e.g. a NUL in an id).
+            values += [current + suffix for suffix in SUFFIXES]
+        cases += [(".".join(f.name for f in path), with_value(base, path, v)) for v in values]
+    return cases
+
+
+SUFFIXES = ["\x00", "x" * 300, "%00", "\u202e", "/", "é"]
+
+
+def _value_at(message: Any, path: tuple[FieldDescriptor, ...]) -> Any:
+    target = message
+    for field in path:
+        target = getattr(target, field.name)
+    return target
 
 
 def focused(descriptor: Descriptor, plausible: Plausible) -> st.SearchStrategy[Any]:

@@ -14,6 +14,7 @@ from hookkeeper.notifications.v1 import notification_pb2 as nt
 from hookkeeper.service.api.wire import first_bad_field
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
 from hookkeeper.service.domain import envelope, paging
+from hookkeeper.service.domain.delivery_names import parse_subscription
 from hookkeeper.service.domain.errors import InvalidArgument
 from hookkeeper.service.domain.json_limits import MAX_JSON_DEPTH, exceeds_depth
 from hookkeeper.service.domain.partner_tokens import looks_like_token
@@ -158,3 +159,14 @@ def test_the_first_undecodable_field_is_named() -> None:
     assert first_bad_field(descriptor, b"\xfb\x01") == ""
     # Messages nested past any sane depth never recurse in the walker.
     assert first_bad_field(descriptor, b"\x12\xff\xff\xff\x0f" * 10_000) == "callback_config"
+
+
+def test_subscription_names_carry_only_event_type_shaped_ids() -> None:
+    assert parse_subscription("partners/a/subscriptions/GuestReviewSubmitted").event_type == (
+        "GuestReviewSubmitted"
+    )
+    # A NUL would reach PostgreSQL (which refuses it) as an internal error.
+    for bad in ("x\x00", "x" * 65, "é", "a b"):
+        with pytest.raises(InvalidArgument) as caught:
+            parse_subscription(f"partners/a/subscriptions/{bad}")
+        assert _fields(caught) == ["name"]

@@ -123,7 +123,8 @@ def dev() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        children.append(subprocess.Popen([*_HOOKKEEPER, "serve"], env=env))
+        # One worker, whatever HOOKKEEPER_WORKERS says: development needs no more.
+        children.append(subprocess.Popen([*_HOOKKEEPER, "serve", "--workers", "1"], env=env))
         _wait_grpc(settings.grpc_listen, children[0])
         children.append(subprocess.Popen([*_HOOKKEEPER, "gateway"], env=env))
         url = f"http://{host}:{port}/graphql"

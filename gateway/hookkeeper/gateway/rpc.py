@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -34,10 +35,15 @@ class Stubs:
     """
 
     def __init__(
-        self, target: str, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
+        self,
+        target: str,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._target = target
         self._interceptors = list(interceptors)
+        # TLS (and with a client certificate, mTLS); None is plaintext.
+        self._credentials = credentials
         self._channel: grpc.aio.Channel | None = None
         self._stubs: dict[type, Any] = {}
 
@@ -45,20 +51,25 @@ class Stubs:
     def channel(self) -> grpc.aio.Channel:
         """The channel, opened on first use."""
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self._target,
-                options=[
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    # Reconnect within half a second of the service coming
-                    # back (gRPC's default backoff grows to two minutes), so
-                    # the gateway serves again within a second.
-                    ("grpc.initial_reconnect_backoff_ms", 100),
-                    ("grpc.min_reconnect_backoff_ms", 100),
-                    ("grpc.max_reconnect_backoff_ms", 500),
-                ],
-                interceptors=self._interceptors or None,
-            )
+            options = [
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                # Reconnect within half a second of the service coming
+                # back (gRPC's default backoff grows to two minutes), so
+                # the gateway serves again within a second.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 500),
+            ]
+            interceptors = self._interceptors or None
+            if self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(
+                    self._target, options=options, interceptors=interceptors
+                )
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    self._target, self._credentials, options=options, interceptors=interceptors
+                )
         return self._channel
 
     def stub(self, stub_class: Callable[[grpc.aio.Channel], S]) -> S:
@@ -89,6 +100,26 @@ class Stubs:
             await self._channel.close(None)
             self._channel = None
             self._stubs.clear()
+
+
+def channel_credentials(
+    ca: Path | None, cert: Path | None, key: Path | None
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials for the service channel: the CA that signed the
+    service's certificate (the system's roots when None) and, for mTLS, the
+    gateway's certificate and key. None (plaintext) when none is set."""
+    if ca is None and cert is None and key is None:
+        return None
+    if (cert is None) != (key is None):
+        raise ValueError(
+            "set both HOOKKEEPER_GATEWAY_GRPC_TLS_CERT_FILE and "
+            "HOOKKEEPER_GATEWAY_GRPC_TLS_KEY_FILE"
+        )
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes() if ca else None,
+        private_key=key.read_bytes() if key else None,
+        certificate_chain=cert.read_bytes() if cert else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,17 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.base import get_object_definition
 
-from hookkeeper.gateway import callback_configs, delivery_log, notifications, profile
+from hookkeeper.gateway import audit_log, callback_configs, delivery_log, notifications, profile
 from hookkeeper.gateway.documents import DocumentCache, UsePrepared
 from hookkeeper.gateway.scalars import SCALAR_MAP
 
 # Each module may define Query, Mutation and ProfileFields (all optional).
-CAPABILITIES: tuple[ModuleType, ...] = (callback_configs, notifications, delivery_log)
+CAPABILITIES: tuple[ModuleType, ...] = (
+    callback_configs,
+    notifications,
+    delivery_log,
+    audit_log,
+)
 
 # Deepest selection the public API needs is 3 (profile → configs → field);
 # 10 leaves room for later additions and stops abusive nesting early.

@@ -34,7 +34,15 @@ def service_token(settings: Settings) -> str:
 
 def build_app(settings: Settings) -> Starlette:
     """The gateway application for these settings."""
-    stubs = rpc.Stubs(settings.gateway_grpc_target, telemetry.client_interceptors())
+    try:
+        credentials = rpc.channel_credentials(
+            settings.gateway_grpc_tls_ca_file,
+            settings.gateway_grpc_tls_cert_file,
+            settings.gateway_grpc_tls_key_file,
+        )
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"gateway TLS settings: {error}") from None
+    stubs = rpc.Stubs(settings.gateway_grpc_target, telemetry.client_interceptors(), credentials)
     config = GatewayConfig(
         service_token=service_token(settings),
         max_body_bytes=settings.gateway_max_body_bytes,

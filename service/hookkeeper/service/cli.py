@@ -11,10 +11,12 @@ import click
 from hookkeeper.service import bootstrap, telemetry
 from hookkeeper.service.app.clock_offset import clock_from_settings
 from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.audit_commands import audit
 from hookkeeper.service.crypto.keyring import generate_key_entry
 from hookkeeper.service.gauge_sampler import GaugeSampler
 from hookkeeper.service.mail.setup import build_mailer
 from hookkeeper.service.partner_commands import partner
+from hookkeeper.service.principal_commands import principal
 from hookkeeper.service.settings import Settings
 from hookkeeper.service.store import migrate as migrations
 from hookkeeper.service.supervisor import (
@@ -72,9 +74,16 @@ def _supervise(settings: Settings, command: str, count: int) -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=None, help=_WORKERS_HELP)
 def serve(workers: int | None) -> None:
     """Serve the gRPC API until SIGTERM."""
-    from hookkeeper.service.server import serve_until_signalled
+    from hookkeeper.service.api.tls import InsecureListenError, TlsConfigError
+    from hookkeeper.service.app.audit import AuditTrail
+    from hookkeeper.service.domain.principals import PrincipalsError
+    from hookkeeper.service.server import security_from_settings, serve_until_signalled
 
     settings = Settings()
+    try:
+        security = security_from_settings(settings)
+    except (TlsConfigError, PrincipalsError) as error:
+        raise click.ClickException(str(error)) from None
     count = resolve_workers(settings.workers if workers is None else workers)
     if count > 1:
         _supervise(settings, "serve", count)
@@ -101,11 +110,15 @@ def serve(workers: int | None) -> None:
                     *([mailer.run] if mailer else []),
                     deliveries.run,
                     GaugeSampler(ctx).run,  # returns at once when metrics are off
+                    AuditTrail(ctx).run_flusher,
                 ],
                 notifications=deliveries.notifications,
+                security=security,
                 health_interval=settings.db_health_interval_seconds,
             )
         )
+    except (InsecureListenError, TlsConfigError) as error:
+        raise click.ClickException(str(error)) from None
     finally:
         telemetry.shutdown()
 
@@ -181,6 +194,9 @@ def keys_rotate() -> None:
 
 # Partner accounts and tokens.
 main.add_command(partner)
+# Least-privilege principals and the audit trail (docs/security.md).
+main.add_command(principal)
+main.add_command(audit)
 
 
 def _add_contributed_commands(group: click.Group) -> None:

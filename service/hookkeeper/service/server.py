@@ -15,6 +15,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from hookkeeper.notifications.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     callback_config_pb2,
     callback_config_pb2_grpc,
     notification_pb2,
@@ -25,7 +27,8 @@ from hookkeeper.notifications.v1 import (
     secret_rotation_pb2_grpc,
 )
 from hookkeeper.service import telemetry
-from hookkeeper.service.api.auth import BearerTokenInterceptor, parse_service_tokens
+from hookkeeper.service.api.audit_servicer import AuditServicer
+from hookkeeper.service.api.auth import AccessInterceptor, service_token_principals
 from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
 from hookkeeper.service.api.errors import ErrorMappingInterceptor
 from hookkeeper.service.api.health import follow_database
@@ -33,12 +36,26 @@ from hookkeeper.service.api.notification_servicer import NotificationServicer
 from hookkeeper.service.api.partner_servicer import PartnerServicer
 from hookkeeper.service.api.reflection import enable_server_reflection
 from hookkeeper.service.api.secret_rotation_servicer import SecretRotationServicer
+from hookkeeper.service.api.tls import (
+    ReloadingCertificates,
+    ServerTlsFiles,
+    check_plaintext,
+    server_tls_files,
+)
+from hookkeeper.service.app.audit import AuditTrail
 from hookkeeper.service.app.callback_configs import CallbackConfigs
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.notifications import Notifications
 from hookkeeper.service.app.partners import Partners
 from hookkeeper.service.app.secret_rotation import SecretRotation
 from hookkeeper.service.delivery.runtime import default_notifications
+from hookkeeper.service.domain.principals import (
+    Principal,
+    PrincipalsError,
+    check_unique,
+    parse_principals,
+)
+from hookkeeper.service.settings import Settings
 
 # grpc-stubs does not know the asyncio health servicer.
 AioHealthServicer = health.aio.HealthServicer  # type: ignore[attr-defined]
@@ -50,9 +67,42 @@ SERVICE_NAMES = (
     secret_rotation_pb2.DESCRIPTOR.services_by_name["SecretRotationService"].full_name,
     partner_pb2.DESCRIPTOR.services_by_name["PartnerService"].full_name,
     notification_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 # API keys may be up to 1 MiB; leave room for the rest of the message.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """How callers reach and prove themselves: the TLS files (None serves
+    plaintext, on loopback only unless ``allow_plaintext``) and the
+    least-privilege principals beside the all-access service tokens."""
+
+    tls: ServerTlsFiles | None = None
+    allow_plaintext: bool = False
+    principals: tuple[Principal, ...] = ()
+
+
+def security_from_settings(settings: Settings) -> ServerSecurity:
+    """The TLS files and principals the settings name (TlsConfigError or
+    PrincipalsError when they are incomplete or malformed)."""
+    principals: tuple[Principal, ...] = ()
+    if (path := settings.service_principals_file) is not None:
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise PrincipalsError(f"{path}: {error.strerror}") from None
+        principals = tuple(parse_principals(text, str(path)))
+    return ServerSecurity(
+        tls=server_tls_files(
+            settings.grpc_tls_cert_file,
+            settings.grpc_tls_key_file,
+            settings.grpc_tls_client_ca_file,
+        ),
+        allow_plaintext=settings.grpc_allow_plaintext,
+        principals=principals,
+    )
 
 
 # A probe that takes longer than this counts as the database being away.
@@ -68,6 +118,8 @@ class RunningServer:
     port: int
     health: Any
     follower: asyncio.Task[None]
+    # The reloading TLS credentials, when the server speaks TLS.
+    certificates: ReloadingCertificates | None = None
 
     async def stop(self, grace: float) -> None:
         """Reports NOT_SERVING, lets in-flight RPCs finish, then stops."""
@@ -84,17 +136,26 @@ async def start_server(
     service_tokens: str,
     notifications: Notifications | None = None,
     health_interval: float = 1.0,
+    security: ServerSecurity | None = None,
 ) -> RunningServer:
     """Builds and starts the server on ``listen`` (port 0 picks a free one).
     ``notifications`` carries the process's HTTP sender and dispatcher wake-up
     (service/delivery/runtime.py); a default one is built when not given.
+    Plaintext on a non-loopback address raises InsecureListenError unless
+    ``security`` allows it; bad TLS files raise TlsConfigError.
     Health follows the database, probed every ``health_interval`` seconds."""
+    security = security or ServerSecurity()
+    principals = [*service_token_principals(service_tokens), *security.principals]
+    check_unique(principals)
+    certificates = ReloadingCertificates(security.tls) if security.tls else None
+    if certificates is None:
+        check_plaintext(listen, allow_plaintext=security.allow_plaintext)
     server = grpc.aio.server(
         # Telemetry first (empty when off), so rejected calls are traced too;
         # error mapping last, around every handler the server resolves.
         interceptors=[
             *telemetry.server_interceptors(),
-            BearerTokenInterceptor(parse_service_tokens(service_tokens)),
+            AccessInterceptor(principals, AuditTrail(ctx).denied),
             ErrorMappingInterceptor(),
         ],
         options=[
@@ -115,11 +176,15 @@ async def start_server(
     notification_pb2_grpc.add_NotificationServiceServicer_to_server(
         NotificationServicer(notifications or default_notifications(ctx)), server
     )
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(AuditTrail(ctx)), server)
     health_servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
     enable_server_reflection(names, server)
-    port = server.add_insecure_port(listen)
+    if certificates is not None:
+        port = server.add_secure_port(listen, certificates.credentials())
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
@@ -130,7 +195,7 @@ async def start_server(
             ctx.database, health_servicer, SERVICE_NAMES, health_interval, _PROBE_TIMEOUT_SECONDS
         )
     )
-    return RunningServer(server, port, health_servicer, follower)
+    return RunningServer(server, port, health_servicer, follower, certificates)
 
 
 async def serve_until_signalled(
@@ -141,14 +206,22 @@ async def serve_until_signalled(
     workers: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = (),
     notifications: Notifications | None = None,
     health_interval: float = 1.0,
+    security: ServerSecurity | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT, then shuts down gracefully.
 
     Each of ``workers`` (e.g. the expiry mailer's ``run``) runs beside the
     server and is told to stop through the event it is given.
     """
-    running = await start_server(ctx, listen, service_tokens, notifications, health_interval)
-    _log.info("serving gRPC on %s (port %d)", listen, running.port)
+    running = await start_server(
+        ctx, listen, service_tokens, notifications, health_interval, security
+    )
+    _log.info(
+        "serving gRPC on %s (port %d, %s)",
+        listen,
+        running.port,
+        _transport(running.certificates),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,6 +232,12 @@ async def serve_until_signalled(
     await asyncio.gather(running.stop(grace), _stop_workers(background, grace))
     await ctx.database.close()
     _log.info("stopped")
+
+
+def _transport(certificates: ReloadingCertificates | None) -> str:
+    if certificates is None:
+        return "plaintext"
+    return "mTLS" if certificates.files.client_ca else "TLS"
 
 
 async def _stop_workers(tasks: list[asyncio.Task[None]], grace: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,8 +20,16 @@ class Settings(BaseSettings):
     grpc_listen: str = "127.0.0.1:50051"
     # `id:base64key` entries, comma-separated, oldest first: the last one seals.
     master_keys: SecretStr | None = None
-    # `name=token` entries, comma-separated.
+    # `name=token` entries, comma-separated: all-access principals.
     service_tokens: SecretStr | None = None
+    # TOML file of least-privilege principals (docs/security.md).
+    service_principals_file: Path | None = None
+    # Server TLS (PEM files, re-read when they change); with a client CA, mTLS.
+    grpc_tls_cert_file: Path | None = None
+    grpc_tls_key_file: Path | None = None
+    grpc_tls_client_ca_file: Path | None = None
+    # Plaintext gRPC on a non-loopback address is refused unless this is set.
+    grpc_allow_plaintext: bool = False
     allow_insecure_callbacks: bool = False
     secret_validity_days: float = Field(default=365.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1)
@@ -41,6 +49,11 @@ class Settings(BaseSettings):
     # The service token the gateway presents; in development, when unset, the
     # generated var/dev-service-tokens is read.
     gateway_service_token: SecretStr | None = None
+    # The gateway as a TLS client: the CA that signed the service's
+    # certificate, and (mTLS) the gateway's own certificate and key.
+    gateway_grpc_tls_ca_file: Path | None = None
+    gateway_grpc_tls_cert_file: Path | None = None
+    gateway_grpc_tls_key_file: Path | None = None
     gateway_max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     gateway_max_query_depth: int = Field(default=10, ge=3)
     gateway_max_query_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -79,6 +92,21 @@ class Settings(BaseSettings):
     # service/app/clock_offset.py); never set either in a deployment.
     unsafe_clock_offset_seconds: float = 0.0
     unsafe_test_clock: str = ""
+
+    @field_validator(
+        "service_principals_file",
+        "grpc_tls_cert_file",
+        "grpc_tls_key_file",
+        "grpc_tls_client_ca_file",
+        "gateway_grpc_tls_ca_file",
+        "gateway_grpc_tls_cert_file",
+        "gateway_grpc_tls_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `VAR=` (as compose writes `${VAR:-}`) means unset, not the current directory.
+        return None if value == "" else value
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL, defaulting to an SQLite file under ``var_dir``."""

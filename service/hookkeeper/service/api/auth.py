@@ -1,15 +1,35 @@
-"""Bearer-token authentication of internal callers (service tokens)."""
+"""Authentication and authorisation of internal callers (principals).
+
+A caller is recognised by its bearer token (compared by SHA-256) or, without
+a token, by the identity of its verified mTLS client certificate. A method or
+partner outside the principal's globs is PERMISSION_DENIED before any servicer
+code runs, so a denied call changes nothing.
+"""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, cast
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from hookkeeper.service.api.tls import peer_identities
+from hookkeeper.service.app import caller
+from hookkeeper.service.domain.principals import Principal, all_access, partner_in, token_sha256
+
+_log = logging.getLogger(__name__)
 
 # Operators need these without a token: grpcurl list/describe and probes.
 _OPEN_PREFIXES = ("/grpc.reflection.", "/grpc.health.")
+# Request fields that hold resource names, at the top level or one message down.
+_RESOURCE_FIELDS = frozenset({"name", "parent", "callback_config"})
+
+Unary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+# (actor, method, resource, partner id) of a denied call, for the audit trail.
+DeniedHook = Callable[[str, str, str, str | None], Awaitable[None]]
 
 
 class TokenError(ValueError):
@@ -29,6 +49,11 @@ def parse_service_tokens(text: str) -> dict[str, str]:
     return tokens
 
 
+def service_token_principals(text: str) -> list[Principal]:
+    """Each ``HOOKKEEPER_SERVICE_TOKENS`` entry as an all-access principal."""
+    return [all_access(name, token) for token, name in parse_service_tokens(text).items()]
+
+
 def _deny(message: str) -> grpc.RpcMethodHandler[Any, Any]:
     async def abort(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
@@ -36,16 +61,48 @@ def _deny(message: str) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Lets a call through only with ``authorization: Bearer <known token>``."""
+def _resources(message: Message, depth: int = 0) -> Iterable[str]:
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING and field.name in _RESOURCE_FIELDS:
+            if not field.is_repeated:
+                yield value
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and depth == 0 and not field.is_repeated:
+            yield from _resources(value, depth + 1)
 
-    def __init__(self, tokens: dict[str, str]) -> None:
-        self._tokens = [t.encode() for t in tokens]
 
-    def _known(self, token: str) -> bool:
-        offered = token.encode()
-        # Compare against every token so timing says nothing about which matched.
-        return any([hmac.compare_digest(offered, known) for known in self._tokens])
+def request_partners(request: Message) -> tuple[str, list[str]]:
+    """The request's main resource name (for the audit trail) and every partner
+    id its resource names refer to (``partners/-`` refers to none)."""
+    if not isinstance(request, Message):
+        return "", []  # undecodable: the error choke point answers INVALID_ARGUMENT
+    names = list(_resources(request))
+    partners = [p for p in map(partner_in, names) if p is not None]
+    return (names[0] if names else ""), partners
+
+
+def _bearer(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else ""
+    return None
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Lets a call through only for a known principal allowed the method and
+    every partner the request names; runs the servicer as that principal."""
+
+    def __init__(self, principals: Sequence[Principal], on_denied: DeniedHook | None = None):
+        self._by_token = {p.token_sha256: p for p in principals if p.token_sha256}
+        self._by_identity = {p.tls_identity: p for p in principals if p.tls_identity}
+        self._on_denied = on_denied
+
+    def _by_certificate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
+        if not self._by_identity:
+            return None
+        for identity in peer_identities(context.auth_context()):
+            if identity in self._by_identity:
+                return self._by_identity[identity]
+        return None
 
     async def intercept_service(
         self,
@@ -54,15 +111,81 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        """The real handler for an open method or a known token; otherwise a
-        handler that aborts with UNAUTHENTICATED before any servicer code runs."""
+        """The real handler, wrapped in the principal's checks, for an open
+        method or a known caller; otherwise a handler that aborts with
+        UNAUTHENTICATED before any servicer code runs."""
         method = handler_call_details.method or ""
         if method.startswith(_OPEN_PREFIXES):
             return await continuation(handler_call_details)
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        value = metadata.get("authorization", "")
-        if not isinstance(value, str) or not value.startswith("Bearer "):
+        value = _bearer(handler_call_details.invocation_metadata)
+        by_token: Principal | None = None
+        if value is not None:
+            if not value.startswith("Bearer "):
+                return _deny("missing bearer token in the authorization metadata")
+            by_token = self._by_token.get(token_sha256(value.removeprefix("Bearer ").strip()))
+            if by_token is None:
+                return _deny("the bearer token is not valid")
+        elif not self._by_identity:
             return _deny("missing bearer token in the authorization metadata")
-        if not self._known(value.removeprefix("Bearer ").strip()):
-            return _deny("the bearer token is not valid")
-        return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # unknown method (UNIMPLEMENTED); every RPC here is unary
+        return grpc.unary_unary_rpc_method_handler(
+            self._guarded(cast(Unary, handler.unary_unary), method, by_token),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _guarded(
+        self,
+        inner: Unary,
+        method: str,
+        by_token: Principal | None,
+    ) -> Unary:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            principal = by_token or self._by_certificate(context)
+            if principal is None:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "missing bearer token in the authorization metadata",
+                )
+            assert principal is not None
+            resource, partners = request_partners(request)
+            if not principal.allows_method(method):
+                await self._denied(
+                    context, principal, method, resource, None, f"may not call {method[1:]}"
+                )
+            for partner in partners:
+                if not principal.allows_partner(partner):
+                    await self._denied(
+                        context,
+                        principal,
+                        method,
+                        resource,
+                        partner,
+                        f"may not act for partners/{partner}",
+                    )
+            with caller.acting_as(principal):
+                return await inner(request, context)
+
+        return guarded
+
+    async def _denied(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        principal: Principal,
+        method: str,
+        resource: str,
+        partner: str | None,
+        reason: str,
+    ) -> None:
+        if self._on_denied is not None:
+            try:
+                await self._on_denied(principal.name, method, resource, partner)
+            except Exception:
+                # The caller still gets PERMISSION_DENIED; the gap is logged.
+                _log.exception("could not record a denied call in the audit trail")
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"principal {principal.name} {reason}",
+        )

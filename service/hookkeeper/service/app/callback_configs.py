@@ -7,12 +7,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypedDict
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app import delivery_hooks
 from hookkeeper.service.app.config_cache import read_through
 from hookkeeper.service.app.context import AppContext, api_key_aad, secret_aad
 from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.domain import audit, paging
 from hookkeeper.service.domain import callback_config as rules
-from hookkeeper.service.domain import paging
 from hookkeeper.service.domain.callback_config import CallbackConfig, ConfigFields
 from hookkeeper.service.domain.errors import NotFound
 from hookkeeper.service.domain.names import ConfigName, new_config_id
@@ -91,6 +92,13 @@ class CallbackConfigs:
             await uow.configs.insert_config(record)
             await uow.configs.insert_secret(secret_record)
             await delivery_hooks.callback_url_set(uow.conn, partner_id, config_id, now)
+            await trail.record(
+                self._ctx,
+                uow.conn,
+                audit.Draft(
+                    audit.CONFIG_CREATE, str(ConfigName(partner_id, config_id)), partner_id
+                ),
+            )
         if len(self._known_partners) >= _MAX_KNOWN_PARTNERS:
             self._known_partners.clear()
         self._known_partners.add(partner_id)
@@ -150,6 +158,9 @@ class CallbackConfigs:
             if changes.get("callback_url", record.callback_url) != record.callback_url:
                 await delivery_hooks.callback_url_set(uow.conn, name.partner_id, record.id, now)
             uow.changed(record.id)
+            await trail.record(
+                self._ctx, uow.conn, audit.Draft(audit.CONFIG_UPDATE, str(name), name.partner_id)
+            )
         # Derived rather than read back: the row lock kept everything else as read.
         return to_domain(replace(record, **changes))
 
@@ -162,6 +173,9 @@ class CallbackConfigs:
             await delivery_hooks.config_deleted(uow.conn, record.id, self._ctx.clock())
             await uow.configs.delete_config(record.id)
             uow.changed(record.id)
+            await trail.record(
+                self._ctx, uow.conn, audit.Draft(audit.CONFIG_DELETE, str(name), name.partner_id)
+            )
 
 
 class _Changes(TypedDict, total=False):

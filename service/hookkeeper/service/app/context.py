@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.app.unit_of_work import UnitOfWork, UnitOfWorkFactory, sql_unit_of_work
 from hookkeeper.service.crypto.keyring import Keyring
+from hookkeeper.service.domain.audit import SignTally
 from hookkeeper.service.domain.paging import PageTokens
 from hookkeeper.service.store.database import Database
 
@@ -43,6 +44,8 @@ class AppContext:
     # Where write transactions come from; None: ``database.write()`` through
     # sql_unit_of_work. Tests pass an in-memory one.
     units_of_work: UnitOfWorkFactory | None = None
+    # SignNotification uses not yet written to the audit trail (app/audit.py).
+    sign_tally: SignTally = field(default_factory=SignTally, compare=False)
 
     @cached_property
     def page_tokens(self) -> PageTokens:

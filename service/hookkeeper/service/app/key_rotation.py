@@ -7,7 +7,9 @@ is never touched.
 
 from __future__ import annotations
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.context import AppContext, api_key_aad, secret_aad
+from hookkeeper.service.domain import audit
 
 BATCH = 200
 
@@ -32,6 +34,14 @@ async def rotate_keys(ctx: AppContext) -> int:
                     secret.id, keyring.seal(keyring.open(secret.sealed, aad), aad)
                 )
                 uow.changed(secret.callback_config_id)
+            changed = {c.id for c in configs} | {s.callback_config_id for s in secrets}
+            if changed:
+                resource = f"masterKeys/{keyring.primary_key_id}"
+                await trail.record(
+                    ctx,
+                    uow.conn,
+                    audit.Draft(audit.MASTER_KEY_ROTATE, resource, None, count=len(changed)),
+                )
         done = len(configs) + len(secrets)
         total += done
         if done == 0:

@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.app.sending import Sender
-from hookkeeper.service.domain import envelope, event_types, paging
+from hookkeeper.service.domain import audit, envelope, event_types, paging
 from hookkeeper.service.domain.deliveries import (
     AttemptRecord,
     DeliveryKind,
@@ -119,6 +120,10 @@ class Notifications:
                     f"{SubscriptionName(partner_id, kind.name)} already exists; "
                     "use UpdateSubscription to move it"
                 )
+            subscription = str(SubscriptionName(partner_id, kind.name))
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.SUBSCRIPTION_CREATE, subscription, partner_id)
+            )
         return record
 
     async def subscriptions(self, partner_id: str) -> list[SubscriptionRecord]:
@@ -143,6 +148,11 @@ class Notifications:
             ):
                 raise NotFound(str(name))
             moved = await subscriptions.get_subscription(conn, name.partner_id, name.event_type)
+            await trail.record(
+                self._ctx,
+                conn,
+                audit.Draft(audit.SUBSCRIPTION_UPDATE, str(name), name.partner_id),
+            )
         assert moved is not None
         return moved
 
@@ -151,6 +161,11 @@ class Notifications:
         async with self._ctx.database.write() as conn:
             if not await subscriptions.delete_subscription(conn, name.partner_id, name.event_type):
                 raise NotFound(str(name))
+            await trail.record(
+                self._ctx,
+                conn,
+                audit.Draft(audit.SUBSCRIPTION_DELETE, str(name), name.partner_id),
+            )
 
     # --- publishing ------------------------------------------------------
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.domain import audit
 from hookkeeper.service.domain import partner_tokens as rules
 from hookkeeper.service.domain.errors import NotFound
 from hookkeeper.service.domain.names import partner_name
@@ -59,6 +61,12 @@ class Partners:
             await store.insert_token(
                 conn, str(uuid.uuid4()), partner.partner_id, rules.token_hash(token), now
             )
+            await trail.record(
+                self._ctx,
+                conn,
+                audit.Draft(audit.PARTNER_CREATE, partner.name, partner.partner_id),
+                audit.Draft(audit.PARTNER_TOKEN_ISSUE, partner.name, partner.partner_id),
+            )
         return Issued(partner, token)
 
     async def issue_token(self, partner: str) -> Issued:
@@ -72,6 +80,11 @@ class Partners:
                 raise NotFound(partner_name(partner_id))
             await store.insert_token(
                 conn, str(uuid.uuid4()), partner_id, rules.token_hash(token), now
+            )
+            await trail.record(
+                self._ctx,
+                conn,
+                audit.Draft(audit.PARTNER_TOKEN_ISSUE, partner_name(partner_id), partner_id),
             )
         return Issued(Partner(account.partner_id, account.display_name), token)
 
@@ -88,7 +101,16 @@ class Partners:
     async def revoke_token(self, token: str) -> int:
         """Revokes one token; 1 if it was live, 0 if unknown or already revoked."""
         async with self._ctx.database.write() as conn:
-            return await store.revoke_by_hash(conn, rules.token_hash(token), self._ctx.clock())
+            owner = await store.account_by_token(conn, rules.token_hash(token))
+            count = await store.revoke_by_hash(conn, rules.token_hash(token), self._ctx.clock())
+            if count and owner is not None:
+                name = partner_name(owner.partner_id)
+                await trail.record(
+                    self._ctx,
+                    conn,
+                    audit.Draft(audit.PARTNER_TOKEN_REVOKE, name, owner.partner_id),
+                )
+            return count
 
     async def revoke_partner(self, partner: str) -> int:
         """Revokes every token of a partner; how many were live."""
@@ -96,4 +118,12 @@ class Partners:
         async with self._ctx.database.write() as conn:
             if await store.get_account(conn, partner_id) is None:
                 raise NotFound(partner_name(partner_id))
-            return await store.revoke_all(conn, partner_id, self._ctx.clock())
+            count = await store.revoke_all(conn, partner_id, self._ctx.clock())
+            if count:
+                name = partner_name(partner_id)
+                await trail.record(
+                    self._ctx,
+                    conn,
+                    audit.Draft(audit.PARTNER_TOKEN_REVOKE, name, partner_id, count=count),
+                )
+            return count

@@ -6,10 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.config_cache import read_through
 from hookkeeper.service.app.context import AppContext, secret_aad
+from hookkeeper.service.domain import audit, signing
 from hookkeeper.service.domain import secrets as lifecycle
-from hookkeeper.service.domain import signing
 from hookkeeper.service.domain.errors import FailedPrecondition, NotFound
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store import callback_configs as store
@@ -91,6 +92,9 @@ class SecretRotation:
                 config_id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
             )
             uow.changed(config_id)
+            await trail.record(
+                self._ctx, uow.conn, audit.Draft(audit.SECRET_REFRESH, str(name), name.partner_id)
+            )
         return Refreshed(name, secret, plan.new_expire_time, plan.previous_end_time)
 
     async def sign(self, name: ConfigName, payload: bytes, at: datetime | None) -> Signature:
@@ -106,6 +110,7 @@ class SecretRotation:
         by_id = {r.id: r for r in records}
         secrets = [self._open(by_id[p.secret_id]) for p in active]
         timestamp = signing.epoch_millis(moment)
+        trail.AuditTrail(self._ctx).count_sign(str(name), name.partner_id)
         return Signature(timestamp, signing.sign(secrets, timestamp, payload))
 
     async def _live_secrets(self, name: ConfigName, now: datetime) -> list[SecretRecord]:

@@ -13,7 +13,7 @@ from hookkeeper.service.domain.errors import invalid
 from hookkeeper.service.domain.names import _PARTNER_ID
 
 _SUBSCRIPTION = re.compile(
-    rf"partners/(?P<partner>{_PARTNER_ID.pattern})/subscriptions/(?P<t>[^/]+)"
+    rf"partners/(?P<partner>{_PARTNER_ID.pattern})/subscriptions/(?P<t>[A-Za-z0-9_.-]{{1,64}})"
 )
 _DELIVERY = re.compile(rf"partners/(?P<partner>{_PARTNER_ID.pattern})/deliveries/(?P<d>[^/]+)")
 

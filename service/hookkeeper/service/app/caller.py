@@ -1,0 +1,30 @@
+"""Who is calling: set by the transport once a caller is authenticated, read
+by the use cases for the audit trail and by list calls for their scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from hookkeeper.service.domain.principals import ALL, Principal
+
+# Local commands (the CLI) act as the operator who runs them.
+OPERATOR = Principal("operator", (ALL,), (ALL,))
+
+_current: ContextVar[Principal | None] = ContextVar("hookkeeper_caller", default=None)
+
+
+def current() -> Principal:
+    """The calling principal; the local operator outside an RPC."""
+    return _current.get() or OPERATOR
+
+
+@contextmanager
+def acting_as(principal: Principal) -> Iterator[None]:
+    """Everything inside runs as ``principal``."""
+    token = _current.set(principal)
+    try:
+        yield
+    finally:
+        _current.reset(token)

@@ -1,0 +1,97 @@
+"""Appending to and reading the audit trail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookkeeper.service.store.audit_tables import audit_events as t
+
+# Any constant will do: it names the one lock every appender takes.
+_APPEND_LOCK = 0x686B61756469  # "hkaudi"
+
+_COLUMNS = (
+    t.c.seq,
+    t.c.event_time,
+    t.c.actor,
+    t.c.action,
+    t.c.resource,
+    t.c.partner_id,
+    t.c.outcome,
+    t.c.trace_id,
+    t.c.count,
+    t.c.prev_hash,
+    t.c.hash,
+)
+
+Row = dict[str, Any]
+
+
+async def lock_last(conn: AsyncConnection) -> tuple[int, str] | None:
+    """Takes the append lock until the transaction ends, then returns the seq
+    and hash of the last event (None when there is none). SQLite writers are
+    serialised by BEGIN IMMEDIATE already."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
+    row = (await conn.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1))).first()
+    return None if row is None else (int(row.seq), str(row.hash))
+
+
+async def insert(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+    """Appends events (dicts keyed by column name)."""
+    if rows:
+        await conn.execute(t.insert(), list(rows))
+
+
+async def page(
+    conn: AsyncConnection,
+    *,
+    partner_id: str | None,
+    partner_like: Sequence[str] | None,
+    include_unowned: bool,
+    resource: str | None,
+    action: str | None,
+    start_time: datetime | None,
+    end_time: datetime | None,
+    before_seq: int | None,
+    limit: int,
+) -> list[Row]:
+    """Events newest first: of one partner, or (``partner_id`` None) of the
+    partners matching ``partner_like`` (every partner when None), plus events
+    of no partner when ``include_unowned``."""
+    conditions: list[ColumnElement[bool]] = []
+    if partner_id is not None:
+        conditions.append(t.c.partner_id == partner_id)
+    elif partner_like is not None:
+        owned = or_(*[t.c.partner_id.like(p, escape="\\") for p in partner_like])
+        conditions.append(or_(owned, t.c.partner_id.is_(None)) if include_unowned else owned)
+    elif not include_unowned:
+        conditions.append(t.c.partner_id.is_not(None))
+    if resource is not None:
+        conditions.append(t.c.resource == resource)
+    if action is not None:
+        conditions.append(t.c.action == action)
+    if start_time is not None:
+        conditions.append(t.c.event_time >= start_time)
+    if end_time is not None:
+        conditions.append(t.c.event_time < end_time)
+    if before_seq is not None:
+        conditions.append(t.c.seq < before_seq)
+    query = select(*_COLUMNS).where(and_(True, *conditions)).order_by(t.c.seq.desc()).limit(limit)
+    return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+async def run(conn: AsyncConnection, after_seq: int, limit: int) -> list[Row]:
+    """Events in sequence order after ``after_seq`` (for verification)."""
+    query = select(*_COLUMNS).where(t.c.seq > after_seq).order_by(t.c.seq).limit(limit)
+    return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+async def latest(conn: AsyncConnection, limit: int) -> list[Row]:
+    """The newest ``limit`` events, oldest first."""
+    query = select(*_COLUMNS).order_by(t.c.seq.desc()).limit(limit)
+    return [dict(row._mapping) for row in reversed((await conn.execute(query)).all())]

@@ -1,0 +1,147 @@
+"""The audit trail over a real database (SQLite and PostgreSQL): events
+recorded with the changes they describe, scoped listing, counted signatures,
+and verification that names an altered or deleted row."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from hookkeeper.service.app import caller
+from hookkeeper.service.app.audit import AuditTrail
+from hookkeeper.service.app.callback_configs import CallbackConfigs
+from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.app.key_rotation import rotate_keys
+from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
+from hookkeeper.service.domain import audit
+from hookkeeper.service.domain.callback_config import ConfigFields
+from hookkeeper.service.domain.errors import InvalidArgument
+from hookkeeper.service.domain.principals import Principal
+from tests.support.clock import FakeClock
+
+FIELDS = ConfigFields("https://testcallbackurl.com", "newapikey-SECRET", "partner@email.com", 50)
+GATEWAY = Principal("gateway", ("*",), ("*",))
+ACME_ONLY = Principal("acme-reader", ("*",), ("acme*",))
+
+
+async def _scenario(ctx: AppContext, clock: FakeClock) -> tuple[str, str]:
+    """Creates a configuration for acme and one for globex, refreshes and signs."""
+    configs, rotation = CallbackConfigs(ctx), SecretRotation(ctx)
+    with caller.acting_as(GATEWAY):
+        acme = await configs.create("acme", FIELDS)
+        globex = await configs.create("globex", FIELDS)
+        clock.advance(timedelta(seconds=5))
+        refreshed = await rotation.refresh(acme.config.name, keep_existing=False)
+        for _ in range(3):
+            await rotation.sign(acme.config.name, b"{}", None)
+    # Signatures are counted, not written, until their minute is over.
+    trail = AuditTrail(ctx)
+    assert await trail.flush_signs() == 0
+    clock.advance(timedelta(minutes=1))
+    assert await trail.flush_signs() == 1
+    secrets = {acme.secret, globex.secret, refreshed.secret, FIELDS.api_key}
+    rows = await _raw_rows(ctx)
+    for secret in secrets:
+        assert secret not in rows
+    return str(acme.config.name), str(globex.config.name)
+
+
+async def _raw_rows(ctx: AppContext) -> str:
+    async with ctx.database.read() as conn:
+        return repr((await conn.execute(text("SELECT * FROM audit_events"))).all())
+
+
+async def test_events_record_changes_and_counted_signatures(
+    app_context: AppContext, clock: FakeClock
+) -> None:
+    acme, globex = await _scenario(app_context, clock)
+    trail = AuditTrail(app_context)
+    events, token = await trail.list_page(GATEWAY, "acme", "", 0, "")
+    assert token == ""
+    assert [(e.action, e.resource, e.count) for e in events] == [
+        (audit.SECRET_SIGN, acme, 3),
+        (audit.SECRET_REFRESH, acme, 1),
+        (audit.CONFIG_CREATE, acme, 1),
+    ]
+    assert {e.actor for e in events} == {"gateway"}
+    assert {e.outcome for e in events} == {audit.OK}
+    # Paging, newest first, and a filter by resource and time.
+    first, token = await trail.list_page(GATEWAY, None, "", 2, "")
+    second, token2 = await trail.list_page(GATEWAY, None, "", 2, token)
+    assert [e.seq for e in first + second] == [4, 3, 2, 1] and token2 == ""
+    since = (clock.now - timedelta(minutes=1)).isoformat()
+    only, _ = await trail.list_page(
+        GATEWAY, None, f'resource = "{acme}" AND time >= "{since}"', 0, ""
+    )
+    assert [e.action for e in only] == [audit.SECRET_REFRESH]
+    with pytest.raises(InvalidArgument):
+        await trail.list_page(GATEWAY, None, "", 0, "not-a-token")
+    checked, problems = await trail.verify()
+    assert (checked, problems) == (4, [])
+    assert globex
+
+
+async def test_list_of_every_partner_sees_only_permitted_partners(
+    app_context: AppContext, clock: FakeClock, keyring_entry: str
+) -> None:
+    await _scenario(app_context, clock)
+    # An event of no partner: a master-key rotation.
+    rotated = AppContext(
+        app_context.database,
+        Keyring.parse(f"{keyring_entry},{generate_key_entry()}"),
+        app_context.policy,
+        clock,
+    )
+    assert await rotate_keys(rotated) > 0
+    trail = AuditTrail(app_context)
+    everything, _ = await trail.list_page(GATEWAY, None, "", 0, "")
+    assert {e.partner_id for e in everything} == {"acme", "globex", None}
+    scoped, _ = await trail.list_page(ACME_ONLY, None, "", 0, "")
+    assert scoped and {e.partner_id for e in scoped} == {"acme"}
+    # Case matters even where the database's LIKE ignores it.
+    upper, _ = await trail.list_page(Principal("x", ("*",), ("ACME",)), None, "", 0, "")
+    assert upper == []
+
+
+async def test_verify_names_an_altered_and_a_deleted_row(
+    app_context: AppContext, clock: FakeClock
+) -> None:
+    await _scenario(app_context, clock)
+    trail = AuditTrail(app_context)
+    async with app_context.database.write() as conn:
+        await conn.execute(text("UPDATE audit_events SET actor = 'nobody' WHERE seq = 2"))
+    checked, problems = await trail.verify()
+    assert checked == 4
+    assert [p.seq for p in problems] == [2]
+    async with app_context.database.write() as conn:
+        await conn.execute(text("UPDATE audit_events SET actor = 'gateway' WHERE seq = 2"))
+        await conn.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+    _, problems = await trail.verify()
+    assert [p.seq for p in problems] == [4]
+    assert "3..3 are missing" in str(problems[0])
+
+
+async def test_denied_calls_are_recorded(app_context: AppContext) -> None:
+    trail = AuditTrail(app_context)
+    method = "/hookkeeper.notifications.v1.SecretRotationService/RefreshSecret"
+    await trail.denied("publisher", method, "partners/acme/callbackConfigs/x", "acme")
+    (event,) = (await trail.list_page(GATEWAY, "acme", "", 0, ""))[0]
+    assert (event.actor, event.action, event.outcome) == (
+        "publisher",
+        audit.CALL_DENIED,
+        audit.DENIED,
+    )
+
+
+async def test_concurrent_appends_keep_one_gapless_chain(
+    app_context: AppContext, clock: FakeClock
+) -> None:
+    configs = CallbackConfigs(app_context)
+    with caller.acting_as(GATEWAY):
+        await asyncio.gather(*(configs.create(f"p{i % 3}", FIELDS) for i in range(12)))
+    checked, problems = await AuditTrail(app_context).verify()
+    assert (checked, problems) == (12, [])
