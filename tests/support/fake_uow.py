@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from hookkeeper.service.app.unit_of_work import UnitOfWork
 from hookkeeper.service.crypto.keyring import Sealed
@@ -86,6 +86,11 @@ class InMemoryConfigs:
         self.secrets[secret_id] = replace(self.secrets[secret_id], sealed=sealed)
 
 
+class _NoConnection:
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"conn.{name}: this use case needs a real database")
+
+
 @dataclass
 class FakeUnitOfWork:
     """One in-memory transaction over a working copy of the repository."""
@@ -95,8 +100,9 @@ class FakeUnitOfWork:
 
     @property
     def conn(self) -> Connection:
-        """There is none: use cases that need other repositories need a database."""
-        raise AssertionError("this use case needs a real database")
+        """A stand-in that fails on use: use cases that need the other
+        repositories need a database."""
+        return cast(Connection, _NoConnection())
 
     def changed(self, config_id: str) -> None:
         """Records a changed configuration."""

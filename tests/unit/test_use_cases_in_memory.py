@@ -6,15 +6,17 @@ run against SQLite and PostgreSQL in tests/integration/test_use_cases.py."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
+from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.callback_configs import CallbackConfigs
 from hookkeeper.service.app.context import AppContext, Policy, api_key_aad, secret_aad
 from hookkeeper.service.app.key_rotation import rotate_keys
 from hookkeeper.service.app.secret_rotation import SecretRotation
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
+from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.errors import InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
@@ -57,6 +59,19 @@ def _seed(units: FakeUnitsOfWork, keyring: Keyring, clock: FakeClock) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def audit_drafts(monkeypatch: pytest.MonkeyPatch) -> list[audit.Draft]:
+    """The audit events the use cases record (the trail itself is SQL: its
+    own tests run on the databases)."""
+    drafts: list[audit.Draft] = []
+
+    async def record(_ctx: AppContext, _conn: Any, *given: audit.Draft, **_: Any) -> None:
+        drafts.extend(given)
+
+    monkeypatch.setattr(trail, "record", record)
+    return drafts
+
+
 @pytest.fixture
 def units(keyring: Keyring, clock: FakeClock) -> FakeUnitsOfWork:
     """An in-memory store holding one configuration with one secret."""
@@ -66,7 +81,7 @@ def units(keyring: Keyring, clock: FakeClock) -> FakeUnitsOfWork:
 
 
 async def test_refresh_keeping_the_old_secret(
-    units: FakeUnitsOfWork, keyring: Keyring, clock: FakeClock
+    units: FakeUnitsOfWork, keyring: Keyring, clock: FakeClock, audit_drafts: list[audit.Draft]
 ) -> None:
     clock.advance(timedelta(days=10))
     refreshed = await SecretRotation(_context(keyring, clock, units)).refresh(
@@ -79,6 +94,7 @@ async def test_refresh_keeping_the_old_secret(
     assert keyring.open(new.sealed, secret_aad(new.id, CONFIG)).decode() == refreshed.secret
     assert units.configs.configs[CONFIG].secret_expire_time == new.expire_time
     assert units.committed_changes == [{CONFIG}]
+    assert [d.action for d in audit_drafts] == [audit.SECRET_REFRESH]
 
 
 async def test_refresh_ending_the_old_secret_deletes_it(
@@ -105,7 +121,7 @@ async def test_refresh_of_another_partners_config_changes_nothing(
 
 
 async def test_update_marks_the_config_changed(
-    units: FakeUnitsOfWork, keyring: Keyring, clock: FakeClock
+    units: FakeUnitsOfWork, keyring: Keyring, clock: FakeClock, audit_drafts: list[audit.Draft]
 ) -> None:
     clock.advance(timedelta(minutes=5))
     configs = CallbackConfigs(_context(keyring, clock, units))
@@ -116,10 +132,11 @@ async def test_update_marks_the_config_changed(
     assert units.configs.configs[CONFIG].contact_email == "new@example.com"
     assert units.configs.configs[CONFIG].update_time == clock()
     assert units.committed_changes == [{CONFIG}]
+    assert [d.action for d in audit_drafts] == [audit.CONFIG_UPDATE]
 
 
 async def test_bad_update_changes_nothing(
-    units: FakeUnitsOfWork, keyring: Keyring, clock: FakeClock
+    units: FakeUnitsOfWork, keyring: Keyring, clock: FakeClock, audit_drafts: list[audit.Draft]
 ) -> None:
     before = dict(units.configs.configs)
     configs = CallbackConfigs(_context(keyring, clock, units))
@@ -127,10 +144,11 @@ async def test_bad_update_changes_nothing(
         await configs.update(NAME, ConfigFields(contact_email="not an address"), ["contact_email"])
     assert units.configs.configs == before
     assert units.committed_changes == []
+    assert audit_drafts == []
 
 
 async def test_key_rotation_reseals_and_marks_changed(
-    units: FakeUnitsOfWork, keyring_entry: str, clock: FakeClock
+    units: FakeUnitsOfWork, keyring_entry: str, clock: FakeClock, audit_drafts: list[audit.Draft]
 ) -> None:
     rotated = Keyring.parse(f"{keyring_entry},{generate_key_entry()}")
     ctx = _context(rotated, clock, units)
@@ -141,5 +159,6 @@ async def test_key_rotation_reseals_and_marks_changed(
     assert rotated.open(config.api_key, api_key_aad(CONFIG)) == b"the-api-key"
     assert rotated.open(secret.sealed, secret_aad("s-1", CONFIG)) == b"first-secret"
     assert units.committed_changes[0] == {CONFIG}
+    assert [d.action for d in audit_drafts] == [audit.MASTER_KEY_ROTATE]
     # Nothing is left under the old key: a second run reseals nothing.
     assert await rotate_keys(ctx) == 0
