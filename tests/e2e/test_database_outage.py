@@ -130,6 +130,14 @@ def _calls(client: Client, partner: str, config: str) -> dict[str, Callable[[], 
         "AuthenticatePartner": lambda: p.AuthenticatePartner(
             pt.AuthenticatePartnerRequest(token="hkp_" + "x" * 43), metadata=AUTH
         ),
+        # The feed ends (and refuses new watches) while its listener is cut off.
+        "WatchTokenRevocations": lambda: next(
+            iter(
+                p.WatchTokenRevocations(
+                    pt.WatchTokenRevocationsRequest(), metadata=AUTH, timeout=10
+                )
+            )
+        ),
         "CreateSubscription": lambda: n.CreateSubscription(
             nt.CreateSubscriptionRequest(
                 parent=partner,

@@ -180,7 +180,8 @@ async def test_errors_of_access_control_are_mapped_too(
     monkeypatch.setattr(auth, "request_partners", broken)
     running, channel = await _start(context)
     try:
-        for method in every_method():
+        # Access control reads the request of unary methods only.
+        for method in (m for m in every_method() if not m.server_streaming):
             request = message_factory.GetMessageClass(method.input_type)()
             error = await _raw_call(channel, _path(method), request.SerializeToString())
             assert error.code() == grpc.StatusCode.INTERNAL, (_path(method), error.code())

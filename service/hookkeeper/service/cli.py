@@ -13,6 +13,7 @@ from hookkeeper.service.app.clock_offset import clock_from_settings
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.audit_commands import audit
 from hookkeeper.service.crypto.keyring import generate_key_entry
+from hookkeeper.service.dev_certs import tls
 from hookkeeper.service.gauge_sampler import GaugeSampler
 from hookkeeper.service.mail.setup import build_mailer
 from hookkeeper.service.partner_commands import partner
@@ -107,10 +108,11 @@ def serve(workers: int | None) -> None:
                 settings.shutdown_grace_seconds,
                 workers=[
                     *filter(None, [bootstrap.cache_worker(ctx, settings)]),
+                    bootstrap.revocation_worker(ctx, settings),
                     *([mailer.run] if mailer else []),
                     deliveries.run,
                     GaugeSampler(ctx).run,  # returns at once when metrics are off
-                    AuditTrail(ctx).run_flusher,
+                    AuditTrail(ctx).run,
                 ],
                 notifications=deliveries.notifications,
                 security=security,
@@ -198,5 +200,6 @@ main.add_command(partner)
 # Least-privilege principals and the audit trail (docs/security.md).
 main.add_command(principal)
 main.add_command(audit)
+main.add_command(tls)
 main.add_command(gateway)
 main.add_command(dev)

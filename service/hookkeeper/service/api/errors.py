@@ -18,6 +18,7 @@ errors and never touches status codes itself.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -141,14 +142,38 @@ def _refuse_undecodable(behavior: Behavior) -> Behavior:
     return checked
 
 
-def _guard_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
-    # Health's Watch: only the undecodable request needs catching here.
-    async def guarded(request: Any, context: Context) -> Any:
+def _refuse_undecodable_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    async def checked(request: Any, context: Context) -> Any:
         if isinstance(request, Undecodable):
-            status = rpc_status.to_status(bad_request(_undecodable_error(request)))
-            await context.abort(status.code, status.details, status.trailing_metadata)
-        async for item in behavior(request, context):
+            raise _undecodable_error(request)
+        produced = behavior(request, context)
+        if inspect.isawaitable(produced):  # a handler that is no generator
+            await produced
+            return
+        async for item in produced:
             yield item
+
+    return checked
+
+
+def _guard_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    # Server-streaming methods (health's Watch, WatchTokenRevocations): the
+    # undecodable request, and errors raised before or between messages, are
+    # mapped like a unary method's.
+    async def guarded(request: Any, context: Context) -> Any:
+        try:
+            if isinstance(request, Undecodable):
+                raise _undecodable_error(request)
+            produced = behavior(request, context)
+            if inspect.isawaitable(produced):  # a handler that is no generator
+                await produced
+                return
+            async for item in produced:
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort_with(context, error, method)
 
     return guarded
 
@@ -167,7 +192,7 @@ def decoding_handler(handler: Handler) -> Handler:
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            _guard_stream(handler.unary_stream), deserializer, serializer
+            _refuse_undecodable_stream(handler.unary_stream), deserializer, serializer
         )
     # Client-streaming methods (reflection) decode each message themselves
     # inside grpc; left as they are.
@@ -176,13 +201,19 @@ def decoding_handler(handler: Handler) -> Handler:
 
 def mapping_handler(handler: Handler, method: str) -> Handler:
     """The handler with every error its behavior raises mapped onto a status."""
-    if handler.unary_unary is None:
-        return handler
-    return grpc.unary_unary_rpc_method_handler(
-        guard_unary(handler.unary_unary, method),  # type: ignore[arg-type]
-        handler.request_deserializer,
-        handler.response_serializer,
-    )
+    deserializer = handler.request_deserializer
+    serializer = handler.response_serializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            guard_unary(handler.unary_unary, method),  # type: ignore[arg-type]
+            deserializer,
+            serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _guard_stream(handler.unary_stream, method), deserializer, serializer
+        )
+    return handler
 
 
 class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
+from hookkeeper.service.app.token_revocations import TokenRevocations
 from hookkeeper.service.crypto.keyring import Keyring
 from hookkeeper.service.domain.audit import SignTally
 from hookkeeper.service.domain.paging import PageTokens
@@ -27,6 +28,8 @@ class Policy:
 
     allow_insecure_callbacks: bool = False
     secret_validity: timedelta = timedelta(days=365)
+    # A configuration whose every attempt failed this long is disabled.
+    disable_after: timedelta = timedelta(hours=120)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class AppContext:
     cache: ConfigCache | None = None
     # SignNotification uses not yet written to the audit trail (app/audit.py).
     sign_tally: SignTally = field(default_factory=SignTally, compare=False)
+    # Token revocations for WatchTokenRevocations; live only while a source
+    # runs (bootstrap.revocation_worker, part of `serve`).
+    revocations: TokenRevocations = field(default_factory=TokenRevocations, compare=False)
 
     @cached_property
     def page_tokens(self) -> PageTokens:
