@@ -29,7 +29,10 @@ RUN /opt/hookkeeper/bin/pip install .
 FROM python:3.11-slim-bookworm AS runtime
 RUN groupadd --system --gid 10001 hookkeeper \
     && useradd --system --uid 10001 --gid hookkeeper --home-dir /var/lib/hookkeeper \
-       --create-home --shell /usr/sbin/nologin hookkeeper
+       --create-home --shell /usr/sbin/nologin hookkeeper \
+    # Owned by the service user, so a named volume mounted here (compose's
+    # generated certificates) is writable by it.
+    && mkdir -p /var/lib/hookkeeper/certs && chown 10001:10001 /var/lib/hookkeeper/certs
 COPY --from=build /opt/hookkeeper /opt/hookkeeper
 ENV PATH=/opt/hookkeeper/bin:$PATH \
     PYTHONUNBUFFERED=1 \

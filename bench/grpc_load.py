@@ -142,6 +142,10 @@ async def _run(
     )
 
 
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
 async def main(args: argparse.Namespace) -> None:
     """Sets up one configuration per caller, then measures every operation."""
     metadata = (("authorization", f"Bearer {args.token}"),)
@@ -149,7 +153,17 @@ async def main(args: argparse.Namespace) -> None:
     # Several channels, each its own TCP connection, when asked: SO_REUSEPORT
     # spreads connections (not calls) across the workers of one server.
     options = [("grpc.use_local_subchannel_pool", 1)] if args.channels > 1 else []
-    apis = [grpc.aio.insecure_channel(args.api, options=options) for _ in range(args.channels)]
+    credentials = None
+    if args.ca:
+        credentials = grpc.ssl_channel_credentials(
+            _read(args.ca), _read(args.key), _read(args.cert)
+        )
+    apis = [
+        grpc.aio.secure_channel(args.api, credentials, options=options)
+        if credentials
+        else grpc.aio.insecure_channel(args.api, options=options)
+        for _ in range(args.channels)
+    ]
     echoes = [grpc.aio.insecure_channel(args.echo, options=options) for _ in range(args.channels)]
     try:
         await _measure(args, apis, echoes, metadata, callers)
@@ -265,6 +279,10 @@ def _arguments() -> argparse.Namespace:
         "--names-file", help="configuration names (one a line) Get and Sign pick from at random"
     )
     parser.add_argument("--ops", default="echo,health,get,sign,create,refresh,echo")
+    # TLS to the API (the echo stays plaintext): the CA, and for mTLS a client pair.
+    parser.add_argument("--ca", help="PEM CA of the API's certificate: call it over TLS")
+    parser.add_argument("--cert", help="PEM client certificate (mTLS)")
+    parser.add_argument("--key", help="PEM client key (mTLS)")
     args = parser.parse_args()
     args.spread = Path(args.names_file).read_text().split() if args.names_file else []
     return args

@@ -76,6 +76,19 @@ class Campaign:
 
     def call(self, method: MethodDescriptor, body: bytes) -> grpc.RpcError | None:
         path = f"/{method.containing_service.full_name}/{method.name}"
+        if method.server_streaming:
+            # A watch streams until cancelled: its first answer is the verdict.
+            # grpc-stubs types the call iterator loosely: the stream is an Any.
+            stream: Any = self.channel.unary_stream(path, None, None)(
+                body, metadata=AUTH, timeout=30
+            )
+            try:
+                next(stream)
+            except grpc.RpcError as error:
+                return error
+            finally:
+                stream.cancel()
+            return None
         send = self.channel.unary_unary(path, None, None)  # raw bytes both ways
         try:
             send(body, metadata=AUTH, timeout=30)

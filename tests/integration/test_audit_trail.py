@@ -43,6 +43,7 @@ async def _scenario(ctx: AppContext, clock: FakeClock) -> tuple[str, str]:
     assert await trail.flush_signs() == 0
     clock.advance(timedelta(minutes=1))
     assert await trail.flush_signs() == 1
+    assert await trail.seal_pending() == 4
     secrets = {acme.secret, globex.secret, refreshed.secret, FIELDS.api_key}
     rows = await _raw_rows(ctx)
     for secret in secrets:
@@ -73,6 +74,8 @@ async def test_events_record_changes_and_counted_signatures(
     first, token = await trail.list_page(GATEWAY, None, "", 2, "")
     second, token2 = await trail.list_page(GATEWAY, None, "", 2, token)
     assert [e.seq for e in first + second] == [4, 3, 2, 1] and token2 == ""
+    ids = [e.id for e in first + second]
+    assert ids == sorted(ids, reverse=True)
     since = (clock.now - timedelta(minutes=1)).isoformat()
     only, _ = await trail.list_page(
         GATEWAY, None, f'resource = "{acme}" AND time >= "{since}"', 0, ""
@@ -141,7 +144,15 @@ async def test_concurrent_appends_keep_one_gapless_chain(
     app_context: AppContext, clock: FakeClock
 ) -> None:
     configs = CallbackConfigs(app_context)
+    trail = AuditTrail(app_context)
     with caller.acting_as(GATEWAY):
-        await asyncio.gather(*(configs.create(f"p{i % 3}", FIELDS) for i in range(12)))
-    checked, problems = await AuditTrail(app_context).verify()
+        # Sealers race the writers and each other; the chain stays whole.
+        await asyncio.gather(
+            *(configs.create(f"p{i % 3}", FIELDS) for i in range(12)),
+            *(trail.seal_pending() for _ in range(4)),
+        )
+    checked, problems = await trail.verify()
     assert (checked, problems) == (12, [])
+    async with app_context.database.read() as conn:
+        seqs = (await conn.execute(text("SELECT seq FROM audit_events ORDER BY seq"))).all()
+    assert [s for (s,) in seqs] == list(range(1, 13))

@@ -88,11 +88,13 @@ class Harness:
     ) -> AsyncIterator[httpx.AsyncClient]:
         """An HTTP client of a fresh in-process gateway calling this server."""
         stubs = rpc.Stubs(self.target)
+        cache = auth.PartnerCache(cache_seconds, 64 * 1024)
+        cache.reset(enabled=True)  # as if the revocation feed were live
         app = create_app(
             build_schema(),
             stubs,
             GatewayConfig(SERVICE_TOKEN, max_body_bytes=1 << 20, request_timeout_seconds=CEILING),
-            auth.PartnerCache(cache_seconds, 64 * 1024),
+            cache,
             limits=limits,
         )
         try:
@@ -110,7 +112,8 @@ class Harness:
 async def harness() -> AsyncIterator[Harness]:
     recorder = Recorder()
     server = grpc.aio.server()
-    pb_grpc.add_PartnerServiceServicer_to_server(Partners(recorder), server)
+    # WatchTokenRevocations stays unimplemented: the cache is switched on by hand.
+    pb_grpc.add_PartnerServiceServicer_to_server(Partners(recorder), server)  # type: ignore[abstract]
     # Only ListCallbackConfigs is called here; the other RPCs stay unimplemented.
     cc_grpc.add_CallbackConfigServiceServicer_to_server(Configs(recorder), server)  # type: ignore[abstract]
     port = server.add_insecure_port("127.0.0.1:0")

@@ -57,11 +57,15 @@ class InMemoryConfigs:
         """Stores a secret."""
         self.secrets[record.id] = record
 
-    async def lock_with_secrets(self, partner_id: str, config_id: str) -> list[SecretRecord] | None:
-        """The configuration's secrets, None if absent or another's."""
-        if await self.get_for_update(partner_id, config_id) is None:
+    async def lock_with_secrets(
+        self, partner_id: str, config_id: str
+    ) -> tuple[str, list[SecretRecord]] | None:
+        """The configuration's signature scheme and secrets, None if absent or another's."""
+        config = await self.get_for_update(partner_id, config_id)
+        if config is None:
             return None
-        return [s for s in self.secrets.values() if s.callback_config_id == config_id]
+        secrets = [s for s in self.secrets.values() if s.callback_config_id == config_id]
+        return config.signature_scheme, secrets
 
     async def retire_secrets(self, retirements: Mapping[str, datetime]) -> None:
         """Sets retire times."""

@@ -27,7 +27,7 @@ def test_chain_links_each_event_to_the_one_before() -> None:
     assert events[1].prev_hash == events[0].hash
     assert events[2].prev_hash == events[1].hash
     assert len({e.hash for e in events}) == 3
-    more = audit.chain((3, events[2].hash), [Draft("x.y", "r")], at=T0, actor="a", trace_id="")
+    more = audit.chain((3, str(events[2].hash)), [Draft("x.y", "r")], at=T0, actor="a", trace_id="")
     assert more[0].seq == 4 and more[0].prev_hash == events[2].hash
     assert list(audit.verify([*events, *more])) == []
 
@@ -71,7 +71,7 @@ def test_verify_names_deleted_events() -> None:
 
 def test_verify_continues_from_a_previous_batch() -> None:
     events = _chain(4)
-    assert list(audit.verify(events[2:], (2, events[1].hash))) == []
+    assert list(audit.verify(events[2:], (2, str(events[1].hash)))) == []
     assert [p.seq for p in audit.verify(events[2:], (2, "f" * 64))] == [3]
 
 

@@ -90,8 +90,8 @@ def test_every_hookkeeper_command_it_names_exists() -> None:
     for command in commands:
         group: click.Command = main
         for word in command[1:]:
-            if word.startswith("-"):
-                break
+            if word.startswith("-") or not isinstance(group, click.Group):
+                break  # options, or the arguments of a command
             assert isinstance(group, click.Group), f"{' '.join(command)}: {word} is an argument?"
             sub = group.commands.get(word)
             assert sub is not None, f"`{' '.join(command)}`: no command {word!r} in the CLI"
@@ -144,3 +144,30 @@ def test_the_dockerfile_is_multi_stage_and_runs_unprivileged() -> None:
     last = text[text.rindex("\nFROM") :]
     assert "COPY --from=" in last
     assert "pip install" not in last
+
+
+def test_the_stack_speaks_mtls_with_certificates_it_generates() -> None:
+    certs = SERVICES["certs"]
+    assert certs["command"][:3] == ["hookkeeper", "tls", "dev-certs"]
+    folder = certs["command"][3]
+    assert certs.get("restart") == "no"
+    service_env = SERVICES["service"]["environment"]
+    assert "HOOKKEEPER_GRPC_ALLOW_PLAINTEXT" not in service_env
+    for key, name in [
+        ("HOOKKEEPER_GRPC_TLS_CERT_FILE", "server.pem"),
+        ("HOOKKEEPER_GRPC_TLS_KEY_FILE", "server.key"),
+        ("HOOKKEEPER_GRPC_TLS_CLIENT_CA_FILE", "ca.pem"),
+    ]:
+        assert service_env[key] == f"{folder}/{name}"
+    gateway_env = SERVICES["gateway"]["environment"]
+    for key, name in [
+        ("HOOKKEEPER_GATEWAY_GRPC_TLS_CA_FILE", "ca.pem"),
+        ("HOOKKEEPER_GATEWAY_GRPC_TLS_CERT_FILE", "gateway.pem"),
+        ("HOOKKEEPER_GATEWAY_GRPC_TLS_KEY_FILE", "gateway.key"),
+    ]:
+        assert gateway_env[key] == f"{folder}/{name}"
+    for name in ("service", "gateway"):
+        assert any(v.startswith("certs:") for v in SERVICES[name]["volumes"])
+    assert depends("service")["certs"] == "service_completed_successfully"
+    # The probe needs a client certificate too (mTLS).
+    assert "gateway.pem" in SERVICES["service"]["healthcheck"]["test"][3]

@@ -41,11 +41,15 @@ def test_partner_cache_expires_stays_bounded_in_bytes_and_forgets_partners() -> 
     entry = len("partners/a") + 64 + PartnerCache.ENTRY_OVERHEAD_BYTES
     cache = PartnerCache(ttl_seconds=0.05, max_bytes=10 * entry)
     cache.put("a", "partners/a")
+    assert cache.get("a") is None  # off until the revocation feed is live
+    cache.reset(enabled=True)
+    cache.put("a", "partners/a")
     assert cache.get("a") == "partners/a"
     time.sleep(0.06)
     assert cache.get("a") is None
 
     bounded = PartnerCache(ttl_seconds=60, max_bytes=2 * entry)
+    bounded.reset(enabled=True)
     bounded.put("a", "partners/a")
     bounded.put("b", "partners/b")
     assert bounded.get("a") == "partners/a"  # a is now the most recently used
@@ -61,6 +65,12 @@ def test_partner_cache_expires_stays_bounded_in_bytes_and_forgets_partners() -> 
     assert bounded.size_bytes <= 2 * entry
 
     revoking = PartnerCache(ttl_seconds=60, max_bytes=10 * entry)
+    revoking.reset(enabled=True)
+    # An answer fetched before a revocation arrived is not remembered.
+    before = revoking.epoch()
+    revoking.forget_partner("partners/a")
+    revoking.put("a0", "partners/a", before)
+    assert revoking.get("a0") is None
     revoking.put("a1", "partners/a")
     revoking.put("a2", "partners/a")
     revoking.put("b1", "partners/b")
@@ -75,6 +85,7 @@ def test_partner_cache_expires_stays_bounded_in_bytes_and_forgets_partners() -> 
     assert revoking.get("b1") == "partners/b"
 
     off = PartnerCache(ttl_seconds=0, max_bytes=10 * entry)
+    off.reset(enabled=True)
     off.put("a", "partners/a")
     assert off.get("a") is None
 

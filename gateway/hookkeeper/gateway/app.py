@@ -47,6 +47,7 @@ from hookkeeper.gateway.rate_limits import (
     RateLimited,
     RateLimits,
 )
+from hookkeeper.gateway.revocations import RevocationWatcher
 from hookkeeper.gateway.schema import GatewaySchema
 
 _log = logging.getLogger(__name__)
@@ -308,6 +309,7 @@ def create_app(
 ) -> Starlette:
     """The ASGI application (rate limits in memory at their defaults unless given)."""
     monitor = health or ServiceHealth(stubs, "the service")
+    watcher = RevocationWatcher(stubs, cache, config.service_token)
     gateway = Gateway(
         schema,
         stubs,
@@ -326,9 +328,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         monitor.start()
+        watcher.start()
         try:
             yield
         finally:
+            await watcher.stop()
             await monitor.stop()
             await stubs.close()
 

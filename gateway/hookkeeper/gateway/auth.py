@@ -53,7 +53,9 @@ class PartnerCache:
             # The key is a 64-character hex digest.
             getsizeof=lambda partner: len(partner) + 64 + self.ENTRY_OVERHEAD_BYTES,
         )
-        self.enabled = ttl_seconds > 0
+        # Off until the revocation feed is live (``reset(enabled=True)``).
+        self.enabled = False
+        self._epoch = 0
 
     @property
     def size_bytes(self) -> int:
@@ -66,18 +68,26 @@ class PartnerCache:
             return None
         return self._entries.get(digest)
 
-    def put(self, digest: str, partner: str) -> None:
-        """Remembers a partner for the TTL, evicting the least recently used."""
-        if self.enabled and self._ttl > 0:
+    def epoch(self) -> int:
+        """The forgetting counter; pass it back to ``put``."""
+        return self._epoch
+
+    def put(self, digest: str, partner: str, epoch: int | None = None) -> None:
+        """Remembers a partner for the TTL, evicting the least recently used,
+        unless something was forgotten since ``epoch`` (an answer that raced
+        a revocation must not be remembered)."""
+        if self.enabled and self._ttl > 0 and (epoch is None or epoch == self._epoch):
             self._entries[digest] = partner
 
     def forget_partner(self, partner: str) -> None:
         """Forgets every token of ``partner`` (some of them were revoked)."""
+        self._epoch += 1
         for digest in [k for k, v in self._entries.items() if v == partner]:
             self._entries.pop(digest, None)
 
     def reset(self, *, enabled: bool) -> None:
         """Forgets everything and switches the cache on or off."""
+        self._epoch += 1
         self._entries.clear()
         self.enabled = enabled and self._ttl > 0
 
@@ -115,6 +125,7 @@ class Authenticator:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        epoch = self._cache.epoch()
         try:
             pending = self._stubs.partners.AuthenticatePartner(
                 partner_pb2.AuthenticatePartnerRequest(token=token),
@@ -129,5 +140,5 @@ class Authenticator:
         partner: str = reply.partner.name
         if not partner.startswith("partners/"):
             raise api_error(INTERNAL, INTERNAL_MESSAGE)
-        self._cache.put(key, partner)
+        self._cache.put(key, partner, epoch)
         return partner

@@ -31,8 +31,9 @@ def _run(use: Callable[[AuditTrail], Awaitable[T]]) -> T:
 def _line(event: AuditEvent) -> str:
     count = f" x{event.count}" if event.count != 1 else ""
     trace = f" trace={event.trace_id}" if event.trace_id else ""
+    seq = event.seq or "unsealed"
     return (
-        f"{event.seq} {event.event_time:%Y-%m-%dT%H:%M:%S.%fZ} {event.actor} {event.action}"
+        f"{seq} {event.event_time:%Y-%m-%dT%H:%M:%S.%fZ} {event.actor} {event.action}"
         f"{count} {event.resource} {event.outcome}{trace}"
     )
 
@@ -51,13 +52,13 @@ def tail(lines: int, follow: bool, interval: float) -> None:
     events = _run(lambda trail: trail.latest(max(lines, 1)))
     for event in events:
         click.echo(_line(event))
-    last = events[-1].seq if events else 0
+    last = events[-1].id if events else 0
     while follow:
         time.sleep(interval)
-        newer = [e for e in _run(lambda trail: trail.latest(1000)) if e.seq > last]
+        newer = [e for e in _run(lambda trail: trail.latest(1000)) if e.id > last]
         for event in newer:
             click.echo(_line(event))
-        last = newer[-1].seq if newer else last
+        last = newer[-1].id if newer else last
 
 
 @audit.command("verify")

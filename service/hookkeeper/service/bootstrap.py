@@ -17,9 +17,10 @@ from typing import Any
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.app.context import AppContext, Clock, Policy, system_clock
+from hookkeeper.service.app.token_revocations import poll_revocations
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
 from hookkeeper.service.settings import Settings
-from hookkeeper.service.store.change_feed import ChangeListener
+from hookkeeper.service.store.change_feed import REVOCATION_CHANNEL, ChangeListener
 from hookkeeper.service.store.database import Database
 
 Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -68,6 +69,7 @@ def policy(settings: Settings) -> Policy:
     return Policy(
         allow_insecure_callbacks=settings.allow_insecure_callbacks,
         secret_validity=timedelta(days=settings.secret_validity_days),
+        disable_after=timedelta(hours=settings.disable_after_hours),
     )
 
 
@@ -106,6 +108,30 @@ def cache_worker(ctx: AppContext, settings: Settings) -> Worker | None:
             settings.resolved_database_url(),
             on_change=cache.invalidate,
             on_live=lambda live: cache.reset(enabled=live),
+        )
+        listener.start()
+        try:
+            await stop.wait()
+        finally:
+            await listener.stop()
+
+    return run
+
+
+def revocation_worker(ctx: AppContext, settings: Settings) -> Worker:
+    """The background task feeding ``ctx.revocations`` (WatchTokenRevocations):
+    LISTEN on PostgreSQL, a poll of the token table on SQLite."""
+    feed = ctx.revocations
+
+    async def run(stop: asyncio.Event) -> None:
+        if ctx.database.is_sqlite:
+            await poll_revocations(ctx.database, feed, stop)
+            return
+        listener = ChangeListener(
+            settings.resolved_database_url(),
+            on_change=lambda partner_id: feed.publish([partner_id]),
+            on_live=feed.set_live,
+            channel=REVOCATION_CHANNEL,
         )
         listener.start()
         try:

@@ -13,6 +13,7 @@ from hookkeeper.service.app.clock_offset import clock_from_settings
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.audit_commands import audit
 from hookkeeper.service.crypto.keyring import generate_key_entry
+from hookkeeper.service.dev_certs import tls
 from hookkeeper.service.gauge_sampler import GaugeSampler
 from hookkeeper.service.mail.setup import build_mailer
 from hookkeeper.service.partner_commands import partner
@@ -74,7 +75,7 @@ def _supervise(settings: Settings, command: str, count: int) -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=None, help=_WORKERS_HELP)
 def serve(workers: int | None) -> None:
     """Serve the gRPC API until SIGTERM."""
-    from hookkeeper.service.api.tls import InsecureListenError, TlsConfigError
+    from hookkeeper.service.api.tls import InsecureListenError, TlsConfigError, check_plaintext
     from hookkeeper.service.app.audit import AuditTrail
     from hookkeeper.service.domain.principals import PrincipalsError
     from hookkeeper.service.server import security_from_settings, serve_until_signalled
@@ -86,6 +87,11 @@ def serve(workers: int | None) -> None:
         raise click.ClickException(str(error)) from None
     count = resolve_workers(settings.workers if workers is None else workers)
     if count > 1:
+        if security.tls is None:  # refused once here, not by every worker in a loop
+            try:
+                check_plaintext(settings.grpc_listen, allow_plaintext=security.allow_plaintext)
+            except InsecureListenError as error:
+                raise click.ClickException(str(error)) from None
         _supervise(settings, "serve", count)
     attach_to_supervisor()
     ctx = _context(settings)
@@ -107,10 +113,11 @@ def serve(workers: int | None) -> None:
                 settings.shutdown_grace_seconds,
                 workers=[
                     *filter(None, [bootstrap.cache_worker(ctx, settings)]),
+                    bootstrap.revocation_worker(ctx, settings),
                     *([mailer.run] if mailer else []),
                     deliveries.run,
                     GaugeSampler(ctx).run,  # returns at once when metrics are off
-                    AuditTrail(ctx).run_flusher,
+                    AuditTrail(ctx).run,
                 ],
                 notifications=deliveries.notifications,
                 security=security,
@@ -197,6 +204,7 @@ main.add_command(partner)
 # Least-privilege principals and the audit trail (docs/security.md).
 main.add_command(principal)
 main.add_command(audit)
+main.add_command(tls)
 
 
 def _add_contributed_commands(group: click.Group) -> None:

@@ -36,11 +36,14 @@ class AuditEvent(_message.Message):
     COUNT_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Resource name, `partners/{partner}/auditEvents/{sequence}`; `partners/-`
-    for an event of no partner.
+    """Resource name, `partners/{partner}/auditEvents/{audit_event}` (the id
+    is its storage order, assigned when written); `partners/-` for an event
+    of no partner.
     """
     sequence: _builtins.int
-    """Position in the chain: 1, 2, 3 … without gaps."""
+    """Position in the hash chain: 1, 2, 3 … without gaps; 0 until the event
+    is sealed (within a second of being written).
+    """
     actor: _builtins.str
     """Who acted: a principal's name, or `operator` for local commands."""
     action: _builtins.str
@@ -60,7 +63,9 @@ class AuditEvent(_message.Message):
     one configuration in one minute for `secret.sign`, else 1.
     """
     hash: _builtins.str
-    """Hex SHA-256 of the event (which includes the previous event's hash)."""
+    """Hex SHA-256 of the event (which includes the previous event's hash);
+    empty until sealed.
+    """
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When it happened; for a count of signatures, the start of its minute."""

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)hookkeeper/notifications/v1/partner.proto\x12\x1bhookkeeper.notifications.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\"\x8a\x01\n\x07Partner\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03:O\xea\x41L\n#hookkeeper.notifications.v1/Partner\x12\x12partners/{partner}*\x08partners2\x07partner\"2\n\x1a\x41uthenticatePartnerRequest\x12\x14\n\x05token\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x04\"T\n\x1b\x41uthenticatePartnerResponse\x12\x35\n\x07partner\x18\x01 \x01(\x0b\x32$.hookkeeper.notifications.v1.Partner2\x9b\x01\n\x0ePartnerService\x12\x88\x01\n\x13\x41uthenticatePartner\x12\x37.hookkeeper.notifications.v1.AuthenticatePartnerRequest\x1a\x38.hookkeeper.notifications.v1.AuthenticatePartnerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)hookkeeper/notifications/v1/partner.proto\x12\x1bhookkeeper.notifications.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\"\x8a\x01\n\x07Partner\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03:O\xea\x41L\n#hookkeeper.notifications.v1/Partner\x12\x12partners/{partner}*\x08partners2\x07partner\"2\n\x1a\x41uthenticatePartnerRequest\x12\x14\n\x05token\x18\x01 \x01(\tB\x05\xe2\x41\x02\x02\x04\"T\n\x1b\x41uthenticatePartnerResponse\x12\x35\n\x07partner\x18\x01 \x01(\x0b\x32$.hookkeeper.notifications.v1.Partner\"5\n\x1cWatchTokenRevocationsRequest\x12\x15\n\x07watcher\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\"\x92\x01\n\x1dWatchTokenRevocationsResponse\x12:\n\x08partners\x18\x01 \x03(\tB(\xfa\x41%\n#hookkeeper.notifications.v1/Partner\x12\x35\n\x12heartbeat_interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\xae\x02\n\x0ePartnerService\x12\x88\x01\n\x13\x41uthenticatePartner\x12\x37.hookkeeper.notifications.v1.AuthenticatePartnerRequest\x1a\x38.hookkeeper.notifications.v1.AuthenticatePartnerResponse\x12\x90\x01\n\x15WatchTokenRevocations\x12\x39.hookkeeper.notifications.v1.WatchTokenRevocationsRequest\x1a:.hookkeeper.notifications.v1.WatchTokenRevocationsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,12 +42,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARTNER']._serialized_options = b'\352AL\n#hookkeeper.notifications.v1/Partner\022\022partners/{partner}*\010partners2\007partner'
   _globals['_AUTHENTICATEPARTNERREQUEST'].fields_by_name['token']._loaded_options = None
   _globals['_AUTHENTICATEPARTNERREQUEST'].fields_by_name['token']._serialized_options = b'\342A\002\002\004'
-  _globals['_PARTNER']._serialized_start=135
-  _globals['_PARTNER']._serialized_end=273
-  _globals['_AUTHENTICATEPARTNERREQUEST']._serialized_start=275
-  _globals['_AUTHENTICATEPARTNERREQUEST']._serialized_end=325
-  _globals['_AUTHENTICATEPARTNERRESPONSE']._serialized_start=327
-  _globals['_AUTHENTICATEPARTNERRESPONSE']._serialized_end=411
-  _globals['_PARTNERSERVICE']._serialized_start=414
-  _globals['_PARTNERSERVICE']._serialized_end=569
+  _globals['_WATCHTOKENREVOCATIONSREQUEST'].fields_by_name['watcher']._loaded_options = None
+  _globals['_WATCHTOKENREVOCATIONSREQUEST'].fields_by_name['watcher']._serialized_options = b'\342A\001\001'
+  _globals['_WATCHTOKENREVOCATIONSRESPONSE'].fields_by_name['partners']._loaded_options = None
+  _globals['_WATCHTOKENREVOCATIONSRESPONSE'].fields_by_name['partners']._serialized_options = b'\372A%\n#hookkeeper.notifications.v1/Partner'
+  _globals['_PARTNER']._serialized_start=167
+  _globals['_PARTNER']._serialized_end=305
+  _globals['_AUTHENTICATEPARTNERREQUEST']._serialized_start=307
+  _globals['_AUTHENTICATEPARTNERREQUEST']._serialized_end=357
+  _globals['_AUTHENTICATEPARTNERRESPONSE']._serialized_start=359
+  _globals['_AUTHENTICATEPARTNERRESPONSE']._serialized_end=443
+  _globals['_WATCHTOKENREVOCATIONSREQUEST']._serialized_start=445
+  _globals['_WATCHTOKENREVOCATIONSREQUEST']._serialized_end=498
+  _globals['_WATCHTOKENREVOCATIONSRESPONSE']._serialized_start=501
+  _globals['_WATCHTOKENREVOCATIONSRESPONSE']._serialized_end=647
+  _globals['_PARTNERSERVICE']._serialized_start=650
+  _globals['_PARTNERSERVICE']._serialized_end=952
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -87,3 +90,60 @@ class AuthenticatePartnerResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthenticatePartnerResponse: _TypeAlias = AuthenticatePartnerResponse  # noqa: Y015
+
+@_typing.final
+class WatchTokenRevocationsRequest(_message.Message):
+    """Request for WatchTokenRevocations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WATCHER_FIELD_NUMBER: _builtins.int
+    watcher: _builtins.str
+    """Who is watching (e.g. the gateway's host name), for the service's logs
+    only; optional.
+    """
+    def __init__(
+        self,
+        *,
+        watcher: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["watcher", b"watcher"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTokenRevocationsRequest: _TypeAlias = WatchTokenRevocationsRequest  # noqa: Y015
+
+@_typing.final
+class WatchTokenRevocationsResponse(_message.Message):
+    """One message of the WatchTokenRevocations stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTNERS_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def partners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Resource names (`partners/{partner}`) of the partners with tokens
+        revoked since the previous message; empty in the first message and in
+        heartbeats.
+        """
+
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """The longest the service stays silent on this stream while it is live."""
+
+    def __init__(
+        self,
+        *,
+        partners: _abc.Iterable[_builtins.str] | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "partners", b"partners"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTokenRevocationsResponse: _TypeAlias = WatchTokenRevocationsResponse  # noqa: Y015

@@ -45,6 +45,11 @@ class PartnerServiceStub:
                 request_serializer=hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.AuthenticatePartnerRequest.SerializeToString,
                 response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.AuthenticatePartnerResponse.FromString,
                 _registered_method=True)
+        self.WatchTokenRevocations = channel.unary_stream(
+                '/hookkeeper.notifications.v1.PartnerService/WatchTokenRevocations',
+                request_serializer=hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.WatchTokenRevocationsRequest.SerializeToString,
+                response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.WatchTokenRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class PartnerServiceServicer:
@@ -65,6 +70,23 @@ class PartnerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTokenRevocations(self, request, context):
+        """Streams token revocations as they happen, so a caller that remembers
+        token → partner answers (the gateway) forgets them within moments.
+
+        The first message is sent as soon as the watch is live and names no
+        partner; after it, every message names the partners some of whose tokens
+        were revoked since the previous one, and an empty message is sent at
+        least every `heartbeat_interval` as a sign of life. A caller must treat
+        silence beyond that, the end of the stream or any error as "revocations
+        may have been missed": forget everything it remembers and watch again.
+        Answers UNAVAILABLE while the service cannot follow revocations (its
+        database is out of reach).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartnerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -72,6 +94,11 @@ def add_PartnerServiceServicer_to_server(servicer, server):
                     servicer.AuthenticatePartner,
                     request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.AuthenticatePartnerRequest.FromString,
                     response_serializer=hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.AuthenticatePartnerResponse.SerializeToString,
+            ),
+            'WatchTokenRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTokenRevocations,
+                    request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.WatchTokenRevocationsRequest.FromString,
+                    response_serializer=hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.WatchTokenRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -107,6 +134,33 @@ class PartnerService:
             '/hookkeeper.notifications.v1.PartnerService/AuthenticatePartner',
             hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.AuthenticatePartnerRequest.SerializeToString,
             hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.AuthenticatePartnerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTokenRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hookkeeper.notifications.v1.PartnerService/WatchTokenRevocations',
+            hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.WatchTokenRevocationsRequest.SerializeToString,
+            hookkeeper_dot_notifications_dot_v1_dot_partner__pb2.WatchTokenRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

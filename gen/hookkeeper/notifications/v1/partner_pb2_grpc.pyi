@@ -44,6 +44,19 @@ class PartnerServiceStub:
     Answers NOT_FOUND when no partner holds the token (never issued, or
     revoked); the status message never repeats the token.
     """
+    WatchTokenRevocations: _grpc.UnaryStreamMultiCallable[_partner_pb2.WatchTokenRevocationsRequest, _partner_pb2.WatchTokenRevocationsResponse]
+    """Streams token revocations as they happen, so a caller that remembers
+    token → partner answers (the gateway) forgets them within moments.
+
+    The first message is sent as soon as the watch is live and names no
+    partner; after it, every message names the partners some of whose tokens
+    were revoked since the previous one, and an empty message is sent at
+    least every `heartbeat_interval` as a sign of life. A caller must treat
+    silence beyond that, the end of the stream or any error as "revocations
+    may have been missed": forget everything it remembers and watch again.
+    Answers UNAVAILABLE while the service cannot follow revocations (its
+    database is out of reach).
+    """
 
 @_typing.type_check_only
 class PartnerServiceAsyncStub(PartnerServiceStub):
@@ -60,6 +73,19 @@ class PartnerServiceAsyncStub(PartnerServiceStub):
     """Resolves a partner bearer token to the partner it was issued to.
     Answers NOT_FOUND when no partner holds the token (never issued, or
     revoked); the status message never repeats the token.
+    """
+    WatchTokenRevocations: _aio.UnaryStreamMultiCallable[_partner_pb2.WatchTokenRevocationsRequest, _partner_pb2.WatchTokenRevocationsResponse]  # type: ignore[assignment]
+    """Streams token revocations as they happen, so a caller that remembers
+    token → partner answers (the gateway) forgets them within moments.
+
+    The first message is sent as soon as the watch is live and names no
+    partner; after it, every message names the partners some of whose tokens
+    were revoked since the previous one, and an empty message is sent at
+    least every `heartbeat_interval` as a sign of life. A caller must treat
+    silence beyond that, the end of the stream or any error as "revocations
+    may have been missed": forget everything it remembers and watch again.
+    Answers UNAVAILABLE while the service cannot follow revocations (its
+    database is out of reach).
     """
 
 class PartnerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -80,6 +106,25 @@ class PartnerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Resolves a partner bearer token to the partner it was issued to.
         Answers NOT_FOUND when no partner holds the token (never issued, or
         revoked); the status message never repeats the token.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchTokenRevocations(
+        self,
+        request: _partner_pb2.WatchTokenRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_partner_pb2.WatchTokenRevocationsResponse], _abc.AsyncIterator[_partner_pb2.WatchTokenRevocationsResponse]]:
+        """Streams token revocations as they happen, so a caller that remembers
+        token → partner answers (the gateway) forgets them within moments.
+
+        The first message is sent as soon as the watch is live and names no
+        partner; after it, every message names the partners some of whose tokens
+        were revoked since the previous one, and an empty message is sent at
+        least every `heartbeat_interval` as a sign of life. A caller must treat
+        silence beyond that, the end of the stream or any error as "revocations
+        may have been missed": forget everything it remembers and watch again.
+        Answers UNAVAILABLE while the service cannot follow revocations (its
+        database is out of reach).
         """
 
 def add_PartnerServiceServicer_to_server(servicer: PartnerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

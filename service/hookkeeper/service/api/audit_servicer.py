@@ -21,8 +21,8 @@ _EVERY_PARTNER = "partners/-"
 def audit_event_message(event: AuditEvent) -> pb.AuditEvent:
     """The protobuf view of an audit event."""
     return pb.AuditEvent(
-        name=f"partners/{event.partner_id or '-'}/auditEvents/{event.seq}",
-        sequence=event.seq,
+        name=f"partners/{event.partner_id or '-'}/auditEvents/{event.id}",
+        sequence=event.seq or 0,
         event_time=timestamp(event.event_time),
         actor=event.actor,
         action=event.action,
@@ -30,7 +30,7 @@ def audit_event_message(event: AuditEvent) -> pb.AuditEvent:
         outcome=event.outcome,
         trace_id=event.trace_id,
         count=event.count,
-        hash=event.hash,
+        hash=event.hash or "",
     )
 
 

@@ -1,11 +1,18 @@
 """The audit trail: recording events inside the transaction of the change
-they describe, counting signatures, listing and verifying the chain."""
+they describe, sealing them into the hash chain, counting signatures,
+listing and verifying.
+
+Recording is one INSERT in the change's transaction (no lock: writes stay
+concurrent). Sealing runs apart, in ``serve``'s background worker every
+``SEAL_SECONDS`` and before ``audit verify``: one sealer at a time takes the
+committed, unsealed events in storage order and chains them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import asdict
 from datetime import datetime
 
@@ -15,14 +22,16 @@ from hookkeeper.service.app import caller
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.domain import audit, paging
 from hookkeeper.service.domain.audit import AuditEvent, Draft, Problem
-from hookkeeper.service.domain.errors import invalid
+from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.principals import Principal, like_patterns
 from hookkeeper.service.store import audit as store
 from hookkeeper.service.store.database import Connection
 
 _log = logging.getLogger(__name__)
 _VERIFY_BATCH = 1000
-# How often counted signatures of finished minutes are written.
+_SEAL_BATCH = 500
+# How often events are sealed, and counted signatures of finished minutes written.
+SEAL_SECONDS = 0.5
 FLUSH_SECONDS = 10.0
 
 
@@ -31,26 +40,28 @@ def _trace_id() -> str:
     return f"{context.trace_id:032x}" if context.is_valid else ""
 
 
-async def _append(
-    conn: Connection, items: list[tuple[str, datetime, Draft]], trace_id: str
-) -> None:
-    previous = await store.lock_last(conn)
-    rows = []
-    for actor, at, draft in items:
-        (event,) = audit.chain(previous, [draft], at=at, actor=actor, trace_id=trace_id)
-        rows.append(asdict(event))
-        previous = (event.seq, event.hash)
-    await store.insert(conn, rows)
+def _row(event: AuditEvent) -> dict[str, object]:
+    row = asdict(event)
+    del row["id"]
+    return row
+
+
+async def _insert(conn: Connection, items: list[tuple[str, datetime, Draft]]) -> None:
+    trace_id = _trace_id()
+    await store.insert(
+        conn,
+        [_row(audit.pending(d, at=at, actor=actor, trace_id=trace_id)) for actor, at, d in items],
+    )
 
 
 async def record(
     ctx: AppContext, conn: Connection, *drafts: Draft, actor: str | None = None
 ) -> None:
-    """Appends events in ``conn``'s transaction, as the current caller. Call
-    it last in the transaction: it holds the trail's append lock until commit."""
+    """Appends events in ``conn``'s transaction, as the current caller (they
+    commit or roll back with the change they describe)."""
     name = actor or caller.current().name
     now = ctx.clock()
-    await _append(conn, [(name, now, d) for d in drafts], _trace_id())
+    await _insert(conn, [(name, now, d) for d in drafts])
 
 
 def _from_row(row: dict[str, object]) -> AuditEvent:
@@ -79,19 +90,43 @@ class AuditTrail:
         items = self._ctx.sign_tally.drain(None if everything else self._ctx.clock())
         if items:
             async with self._ctx.database.write() as conn:
-                await _append(conn, [(actor, minute, d) for actor, minute, d in items], "")
+                await _insert(conn, items)
         return len(items)
 
-    async def run_flusher(self, stop: asyncio.Event) -> None:
-        """Worker: writes counted signatures every few seconds, and all of them
-        on stop (a failed write keeps nothing back from the next one)."""
+    async def seal_pending(self) -> int:
+        """Seals every committed, unsealed event; how many. Returns at once
+        (0) while another process seals."""
+        total = 0
+        while True:
+            async with self._ctx.database.write() as conn:
+                previous = await store.lock_last_sealed(conn)
+                if previous is False:
+                    return total
+                assert previous is not True
+                events = [_from_row(r) for r in await store.unsealed(conn, _SEAL_BATCH)]
+                sealed = audit.seal(previous, events)
+                await store.seal(conn, [asdict(e) for e in sealed])
+            total += len(sealed)
+            if len(sealed) < _SEAL_BATCH:
+                return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Worker of ``serve``: seals events every SEAL_SECONDS and writes
+        counted signatures every FLUSH_SECONDS; on stop, all of them. A failed
+        round is logged and tried again next time (nothing is lost)."""
+        flushed = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), FLUSH_SECONDS)
+                await asyncio.wait_for(stop.wait(), SEAL_SECONDS)
             try:
-                await self.flush_signs(everything=stop.is_set())
+                if stop.is_set() or time.monotonic() - flushed >= FLUSH_SECONDS:
+                    await self.flush_signs(everything=stop.is_set())
+                    flushed = time.monotonic()
+                await self.seal_pending()
+            except Unavailable:
+                pass  # logged once by the database's availability; next round retries
             except Exception:
-                _log.exception("could not write counted signatures to the audit trail")
+                _log.exception("could not seal the audit trail or write counted signatures")
 
     async def list_page(
         self,
@@ -110,10 +145,6 @@ class AuditTrail:
             "ListAuditEvents", partner_id or "-", filter_text, scope.name
         )
         cursor = self._ctx.page_tokens.decode(page_token, token_scope)
-        try:
-            before = int(cursor.item_id) if cursor else None
-        except ValueError:
-            raise invalid("page_token", "is not a token returned by this method") from None
         async with self._ctx.database.read() as conn:
             rows = await store.page(
                 conn,
@@ -124,14 +155,14 @@ class AuditTrail:
                 action=chosen.action,
                 start_time=chosen.start_time,
                 end_time=chosen.end_time,
-                before_seq=before,
+                before_id=int(cursor.item_id) if cursor else None,
                 limit=size + 1,
             )
         events = [_from_row(r) for r in rows]
         page, more = events[:size], len(events) > size
         token = ""
         if more:
-            last = paging.Cursor(page[-1].event_time, str(page[-1].seq))
+            last = paging.Cursor(page[-1].event_time, str(page[-1].id))
             token = self._ctx.page_tokens.encode(last, token_scope)
         if partner_id is None and not scope.all_partners:
             # LIKE may ignore case (SQLite); the globs decide.
@@ -144,15 +175,26 @@ class AuditTrail:
             return [_from_row(r) for r in await store.latest(conn, limit)]
 
     async def verify(self) -> tuple[int, list[Problem]]:
-        """Walks the whole chain; (events checked, breaks found)."""
+        """Seals what is pending, then walks the whole chain; (events
+        checked, breaks found)."""
+        await self.seal_pending()
         checked, problems = 0, list[Problem]()
         previous: tuple[int, str] | None = None
         while True:
             async with self._ctx.database.read() as conn:
                 rows = await store.run(conn, previous[0] if previous else 0, _VERIFY_BATCH)
             if not rows:
-                return checked, problems
+                break
             events = [_from_row(r) for r in rows]
             problems += list(audit.verify(events, previous))
             checked += len(events)
-            previous = (events[-1].seq, events[-1].hash)
+            last = events[-1]
+            previous = (int(last.seq or 0), str(last.hash))
+        async with self._ctx.database.read() as conn:
+            unsealed = await store.count_unsealed(conn)
+        if unsealed:
+            problems.append(Problem(0, f"{unsealed} events are not sealed yet (a sealer is busy)"))
+        return checked, problems
+
+
+__all__ = ["AuditTrail", "record"]

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
+from hookkeeper.service.app.token_revocations import TokenRevocations
 from hookkeeper.service.app.unit_of_work import UnitOfWork, UnitOfWorkFactory, sql_unit_of_work
 from hookkeeper.service.crypto.keyring import Keyring
 from hookkeeper.service.domain.audit import SignTally
@@ -29,6 +30,8 @@ class Policy:
 
     allow_insecure_callbacks: bool = False
     secret_validity: timedelta = timedelta(days=365)
+    # A configuration whose every attempt failed this long is disabled.
+    disable_after: timedelta = timedelta(hours=120)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class AppContext:
     units_of_work: UnitOfWorkFactory | None = None
     # SignNotification uses not yet written to the audit trail (app/audit.py).
     sign_tally: SignTally = field(default_factory=SignTally, compare=False)
+    # Token revocations for WatchTokenRevocations; live only while a source
+    # runs (bootstrap.revocation_worker, part of `serve`).
+    revocations: TokenRevocations = field(default_factory=TokenRevocations, compare=False)
 
     @cached_property
     def page_tokens(self) -> PageTokens:

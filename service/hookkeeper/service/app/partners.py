@@ -4,6 +4,7 @@ issue, resolve and revoke tokens."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from hookkeeper.service.app import audit as trail
@@ -127,3 +128,8 @@ class Partners:
                     audit.Draft(audit.PARTNER_TOKEN_REVOKE, name, partner_id, count=count),
                 )
             return count
+
+    def watch_revocations(self, heartbeat_seconds: float) -> AsyncIterator[list[str]]:
+        """Names of partners with tokens revoked, as it happens (see
+        ``TokenRevocations.watch``); Unavailable while the feed is down."""
+        return self._ctx.revocations.watch(heartbeat_seconds)

@@ -18,6 +18,8 @@ class Answer:
     http_status: int
     latency_ms: int
     error: str
+    # The Retry-After header of a 429 or 503 answer, as sent.
+    retry_after: str | None = None
 
     @property
     def succeeded(self) -> bool:

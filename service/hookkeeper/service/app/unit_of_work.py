@@ -48,7 +48,9 @@ class ConfigWrites(Protocol):
     async def insert_secret(self, record: SecretRecord) -> None:
         """Stores a new secret."""
 
-    async def lock_with_secrets(self, partner_id: str, config_id: str) -> list[SecretRecord] | None:
+    async def lock_with_secrets(
+        self, partner_id: str, config_id: str
+    ) -> tuple[str, list[SecretRecord]] | None:
         """Row-locks the configuration, then reads its secrets; None if absent."""
 
     async def retire_secrets(self, retirements: Mapping[str, datetime]) -> None:

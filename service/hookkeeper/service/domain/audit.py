@@ -1,8 +1,11 @@
 """The audit trail: events, their hash chain, and its verification.
 
-Each event carries the hash of the one before it and its own hash over every
-field, so altering a row breaks its own hash and deleting one breaks the link
-(and the run of sequence numbers) of the next. Events hold names, never a
+An event is written with the change it describes, then *sealed* (in commit
+order, by one sealer at a time): it gets the next sequence number, the hash
+of the event before it and its own hash over every field, so altering a row
+breaks its own hash and deleting one breaks the link (and the run of
+sequence numbers) of the next. Sealing apart from the write keeps the append
+lock off the write path. Events hold names, never a
 secret, an API key or a token: they are shaped only from the fields below.
 """
 
@@ -55,9 +58,9 @@ class Draft:
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """A chained event as stored."""
+    """An event as stored; ``seq``, ``prev_hash`` and ``hash`` are None until sealed."""
 
-    seq: int
+    seq: int | None
     event_time: datetime
     actor: str
     action: str
@@ -66,8 +69,27 @@ class AuditEvent:
     outcome: str
     trace_id: str
     count: int
-    prev_hash: str
-    hash: str
+    prev_hash: str | None
+    hash: str | None
+    # Storage order (assigned on insert), the name's id; 0 before insert.
+    id: int = 0
+
+
+def pending(draft: Draft, *, at: datetime, actor: str, trace_id: str) -> AuditEvent:
+    """The unsealed event of ``draft``."""
+    return AuditEvent(
+        seq=None,
+        event_time=at,
+        actor=actor,
+        action=draft.action,
+        resource=draft.resource,
+        partner_id=draft.partner_id,
+        outcome=draft.outcome,
+        trace_id=trace_id,
+        count=draft.count,
+        prev_hash=None,
+        hash=None,
+    )
 
 
 def _canonical(event: AuditEvent) -> bytes:
@@ -93,6 +115,20 @@ def event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(_canonical(event)).hexdigest()
 
 
+def seal(previous: tuple[int, str] | None, events: Iterable[AuditEvent]) -> list[AuditEvent]:
+    """``events`` sealed in the order given, following ``previous`` (the seq
+    and hash of the last sealed event; None for the first event ever)."""
+    seq, prev = previous or (0, GENESIS)
+    sealed = []
+    for event in events:
+        seq += 1
+        linked = replace(event, seq=seq, prev_hash=prev, hash=None)
+        linked = replace(linked, hash=event_hash(linked))
+        sealed.append(linked)
+        prev = str(linked.hash)
+    return sealed
+
+
 def chain(
     previous: tuple[int, str] | None,
     drafts: Iterable[Draft],
@@ -101,29 +137,8 @@ def chain(
     actor: str,
     trace_id: str,
 ) -> list[AuditEvent]:
-    """Events for ``drafts`` following ``previous`` (its seq and hash; None
-    for the first event ever), each linked to the one before."""
-    seq, prev = previous or (0, GENESIS)
-    events = []
-    for draft in drafts:
-        seq += 1
-        event = AuditEvent(
-            seq=seq,
-            event_time=at,
-            actor=actor,
-            action=draft.action,
-            resource=draft.resource,
-            partner_id=draft.partner_id,
-            outcome=draft.outcome,
-            trace_id=trace_id,
-            count=draft.count,
-            prev_hash=prev,
-            hash="",
-        )
-        event = replace(event, hash=event_hash(event))
-        events.append(event)
-        prev = event.hash
-    return events
+    """Sealed events for ``drafts`` (written and sealed at once)."""
+    return seal(previous, (pending(d, at=at, actor=actor, trace_id=trace_id) for d in drafts))
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,7 @@ def verify(
     and hash of the last event before the run, when it does not start at 1)."""
     expected_seq, expected_prev = previous or (0, GENESIS)
     for event in events:
+        assert event.seq is not None, "verify walks sealed events only"
         expected_seq += 1
         if event.seq != expected_seq:
             yield Problem(
@@ -158,7 +174,7 @@ def verify(
             )
         if event_hash(event) != event.hash:
             yield Problem(event.seq, "its contents do not match its hash (altered)")
-        expected_seq, expected_prev = event.seq, event.hash
+        expected_seq, expected_prev = event.seq, str(event.hash)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Appending to and reading the audit trail."""
+"""Appending to, sealing and reading the audit trail."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, text
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.store.audit_tables import audit_events as t
 
-# Any constant will do: it names the one lock every appender takes.
-_APPEND_LOCK = 0x686B61756469  # "hkaudi"
+# Any constant will do: it names the one lock every sealer takes.
+_SEAL_LOCK = 0x686B61756469  # "hkaudi"
 
 _COLUMNS = (
+    t.c.id,
     t.c.seq,
     t.c.event_time,
     t.c.actor,
@@ -27,24 +28,52 @@ _COLUMNS = (
     t.c.prev_hash,
     t.c.hash,
 )
+_SEAL = (
+    update(t)
+    .where(t.c.id == bindparam("b_id"))
+    .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"))
+)
 
 Row = dict[str, Any]
 
 
-async def lock_last(conn: AsyncConnection) -> tuple[int, str] | None:
-    """Takes the append lock until the transaction ends, then returns the seq
-    and hash of the last event (None when there is none). SQLite writers are
-    serialised by BEGIN IMMEDIATE already."""
+async def insert(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+    """Appends unsealed events (dicts keyed by column name, without ``id``)."""
+    if rows:
+        await conn.execute(t.insert(), list(rows))
+
+
+async def lock_last_sealed(conn: AsyncConnection) -> tuple[int, str] | bool | None:
+    """Takes the seal lock until the transaction ends, then returns the seq
+    and hash of the last sealed event (None when there is none); False when
+    another sealer holds the lock (PostgreSQL; SQLite writers are serialised
+    by BEGIN IMMEDIATE already)."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
-    row = (await conn.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1))).first()
+        got = await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _SEAL_LOCK})
+        if not got:
+            return False
+    row = (
+        await conn.execute(
+            select(t.c.seq, t.c.hash).where(t.c.seq.is_not(None)).order_by(t.c.seq.desc()).limit(1)
+        )
+    ).first()
     return None if row is None else (int(row.seq), str(row.hash))
 
 
-async def insert(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Appends events (dicts keyed by column name)."""
+async def unsealed(conn: AsyncConnection, limit: int) -> list[Row]:
+    """Committed events not sealed yet, in storage order."""
+    query = select(*_COLUMNS).where(t.c.seq.is_(None)).order_by(t.c.id).limit(limit)
+    return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+async def seal(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+    """Stores the seq and hashes of sealed events."""
     if rows:
-        await conn.execute(t.insert(), list(rows))
+        params = [
+            {"b_id": r["id"], "b_seq": r["seq"], "b_prev": r["prev_hash"], "b_hash": r["hash"]}
+            for r in rows
+        ]
+        await conn.execute(_SEAL, params)
 
 
 async def page(
@@ -57,7 +86,7 @@ async def page(
     action: str | None,
     start_time: datetime | None,
     end_time: datetime | None,
-    before_seq: int | None,
+    before_id: int | None,
     limit: int,
 ) -> list[Row]:
     """Events newest first: of one partner, or (``partner_id`` None) of the
@@ -79,19 +108,25 @@ async def page(
         conditions.append(t.c.event_time >= start_time)
     if end_time is not None:
         conditions.append(t.c.event_time < end_time)
-    if before_seq is not None:
-        conditions.append(t.c.seq < before_seq)
-    query = select(*_COLUMNS).where(and_(True, *conditions)).order_by(t.c.seq.desc()).limit(limit)
+    if before_id is not None:
+        conditions.append(t.c.id < before_id)
+    query = select(*_COLUMNS).where(and_(True, *conditions)).order_by(t.c.id.desc()).limit(limit)
     return [dict(row._mapping) for row in await conn.execute(query)]
 
 
 async def run(conn: AsyncConnection, after_seq: int, limit: int) -> list[Row]:
-    """Events in sequence order after ``after_seq`` (for verification)."""
+    """Sealed events in sequence order after ``after_seq`` (for verification)."""
     query = select(*_COLUMNS).where(t.c.seq > after_seq).order_by(t.c.seq).limit(limit)
     return [dict(row._mapping) for row in await conn.execute(query)]
 
 
+async def count_unsealed(conn: AsyncConnection) -> int:
+    """How many events wait to be sealed."""
+    query = select(func.count()).select_from(t).where(t.c.seq.is_(None))
+    return int(await conn.scalar(query) or 0)
+
+
 async def latest(conn: AsyncConnection, limit: int) -> list[Row]:
     """The newest ``limit`` events, oldest first."""
-    query = select(*_COLUMNS).order_by(t.c.seq.desc()).limit(limit)
+    query = select(*_COLUMNS).order_by(t.c.id.desc()).limit(limit)
     return [dict(row._mapping) for row in reversed((await conn.execute(query)).all())]

@@ -21,6 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 CHANNEL = "hookkeeper_callback_config_changed"
+# Payload: the id of a partner some of whose tokens were just revoked.
+REVOCATION_CHANNEL = "hookkeeper_partner_tokens_revoked"
 _PING_SECONDS = 5.0
 _log = logging.getLogger(__name__)
 
@@ -31,15 +33,23 @@ async def announce(conn: AsyncConnection, config_id: str) -> None:
         await conn.execute(select(func.pg_notify(CHANNEL, config_id)))
 
 
+async def announce_revocation(conn: AsyncConnection, partner_id: str) -> None:
+    """Tells every replica, on commit, that tokens of ``partner_id`` were revoked."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(REVOCATION_CHANNEL, partner_id)))
+
+
 class ChangeListener:
-    """Listens on the change channel; calls ``on_change(config_id)`` per
-    notification and ``on_live(bool)`` whenever the connection comes or goes."""
+    """Listens on a channel (the configuration change channel by default);
+    calls ``on_change(payload)`` per notification and ``on_live(bool)``
+    whenever the connection comes or goes."""
 
     def __init__(
         self,
         database_url: str,
         on_change: Callable[[str], None],
         on_live: Callable[[bool], None],
+        channel: str = CHANNEL,
     ) -> None:
         self._dsn = (
             make_url(database_url)
@@ -48,11 +58,12 @@ class ChangeListener:
         )
         self._on_change = on_change
         self._on_live = on_live
+        self._channel = channel
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Starts listening in the background."""
-        self._task = asyncio.create_task(self._run(), name="change-feed")
+        self._task = asyncio.create_task(self._run(), name=f"listen-{self._channel}")
 
     async def stop(self) -> None:
         """Stops listening; the owner is told the feed is no longer live."""
@@ -87,7 +98,8 @@ class ChangeListener:
             except (OSError, asyncpg.PostgresError, TimeoutError) as error:
                 if not quiet:
                     _log.warning(
-                        "change feed: cannot connect (%s); retrying quietly, read cache off",
+                        "change feed %s: cannot connect (%s); retrying quietly, feed off",
+                        self._channel,
                         type(error).__name__,
                     )
                     quiet = True
@@ -96,15 +108,17 @@ class ChangeListener:
                 delay = min(delay * 2, 2)
                 continue
             if quiet:
-                _log.info("change feed: connected again; read cache back on")
+                _log.info("change feed %s: connected again; feed back on", self._channel)
                 quiet = False
             try:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(CHANNEL, self._notified)
+                await conn.add_listener(self._channel, self._notified)
                 delay = 0.5
                 self._on_live(True)
                 await self._watch(conn, lost)
-                _log.warning("change feed: connection lost; read cache off until it is back")
+                _log.warning(
+                    "change feed %s: connection lost; feed off until it is back", self._channel
+                )
                 quiet = True
             finally:
                 self._on_live(False)

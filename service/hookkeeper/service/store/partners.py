@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookkeeper.service.store.change_feed import announce_revocation
 from hookkeeper.service.store.partner_tables import partner_accounts, partner_tokens
 from hookkeeper.service.store.records import AccountRecord
 
@@ -65,20 +66,38 @@ async def account_by_token(conn: AsyncConnection, digest: str) -> AccountRecord 
 
 
 async def revoke_by_hash(conn: AsyncConnection, digest: str, now: datetime) -> int:
-    """Revokes the token with this hash; the number revoked (0 or 1)."""
-    result = await conn.execute(
-        update(partner_tokens)
-        .where(_tokens.token_sha256 == digest, _tokens.revoke_time.is_(None))
-        .values(revoke_time=now)
-    )
-    return int(result.rowcount)
+    """Revokes the token with this hash; the number revoked (0 or 1). Every
+    service replica hears of it when the transaction commits."""
+    revoked = (
+        await conn.execute(
+            update(partner_tokens)
+            .where(_tokens.token_sha256 == digest, _tokens.revoke_time.is_(None))
+            .values(revoke_time=now)
+            .returning(_tokens.partner_id)
+        )
+    ).all()
+    for row in revoked:
+        await announce_revocation(conn, row.partner_id)
+    return len(revoked)
 
 
 async def revoke_all(conn: AsyncConnection, partner_id: str, now: datetime) -> int:
-    """Revokes every live token of the partner; how many."""
+    """Revokes every live token of the partner; how many (announced as above)."""
     result = await conn.execute(
         update(partner_tokens)
         .where(_tokens.partner_id == partner_id, _tokens.revoke_time.is_(None))
         .values(revoke_time=now)
     )
+    if result.rowcount:
+        await announce_revocation(conn, partner_id)
     return int(result.rowcount)
+
+
+async def revoked_counts(conn: AsyncConnection) -> dict[str, int]:
+    """How many revoked tokens each partner has (the SQLite revocation poll)."""
+    rows = await conn.execute(
+        select(_tokens.partner_id, func.count())
+        .where(_tokens.revoke_time.is_not(None))
+        .group_by(_tokens.partner_id)
+    )
+    return {partner_id: int(count) for partner_id, count in rows}

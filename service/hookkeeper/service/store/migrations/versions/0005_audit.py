@@ -22,11 +22,12 @@ def upgrade() -> None:
     op.create_table(
         "audit_events",
         sa.Column(
-            "seq",
+            "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=False,
+            autoincrement=True,
             nullable=False,
         ),
+        sa.Column("seq", sa.BigInteger(), nullable=True),
         sa.Column("event_time", UTCDateTime(), nullable=False),
         sa.Column("actor", sa.String(200), nullable=False),
         sa.Column("action", sa.String(64), nullable=False),
@@ -35,12 +36,21 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(32), nullable=False),
         sa.Column("trace_id", sa.String(32), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
-        sa.Column("prev_hash", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
-        sa.PrimaryKeyConstraint("seq", name="pk_audit_events"),
+        sa.Column("prev_hash", sa.String(64), nullable=True),
+        sa.Column("hash", sa.String(64), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_events"),
+        sa.UniqueConstraint("seq", name="uq_audit_events_seq"),
     )
-    op.create_index("ix_audit_events_partner_seq", "audit_events", ["partner_id", "seq"])
-    op.create_index("ix_audit_events_resource_seq", "audit_events", ["resource", "seq"])
+    op.create_index("ix_audit_events_partner_id", "audit_events", ["partner_id", "id"])
+    op.create_index("ix_audit_events_resource_id", "audit_events", ["resource", "id"])
+    # The sealer's work list: events not sealed yet, in storage order.
+    op.create_index(
+        "ix_audit_events_unsealed",
+        "audit_events",
+        ["id"],
+        sqlite_where=sa.text("seq IS NULL"),
+        postgresql_where=sa.text("seq IS NULL"),
+    )
 
 
 def downgrade() -> None:
