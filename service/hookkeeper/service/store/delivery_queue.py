@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
@@ -209,6 +209,46 @@ async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None
     )
 
 
+_INSERT_DELIVERIES_PG = text(
+    """
+    INSERT INTO notification_deliveries
+        (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+         attempt_count, round_failures, next_attempt_time, last_error, create_time, update_time)
+    SELECT u.id, :partner_id, :kind, u.event_pk, u.config_id, u.transaction_id, :state,
+           0, 0, :now, NULL, :now, :now
+    FROM unnest(CAST(:ids AS text[]), CAST(:event_pks AS text[]),
+                CAST(:config_ids AS text[]), CAST(:transaction_ids AS text[]))
+         AS u(id, event_pk, config_id, transaction_id)
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+async def insert_deliveries(conn: AsyncConnection, records: Sequence[DeliveryRecord]) -> None:
+    """Queues many fresh deliveries (of ``new_delivery``, one partner, one
+    kind, due at their creation, all created at once) in one statement on
+    PostgreSQL."""
+    if not records:
+        return
+    if conn.dialect.name != "postgresql":
+        for record in records:
+            await insert_delivery(conn, record)
+        return
+    first = records[0]
+    await conn.execute(
+        _INSERT_DELIVERIES_PG,
+        {
+            "partner_id": first.partner_id,
+            "kind": first.kind,
+            "state": DeliveryState.PENDING,
+            "now": first.create_time,
+            "ids": [r.id for r in records],
+            "event_pks": [r.event_pk for r in records],
+            "config_ids": [r.callback_config_id for r in records],
+            "transaction_ids": [r.transaction_id for r in records],
+        },
+    )
+
+
 def _delivery_select() -> Any:
     return select(
         notification_deliveries,
@@ -223,6 +263,19 @@ async def deliveries_of_event(conn: AsyncConnection, event_pk: str) -> list[Deli
     """The deliveries queued for an event."""
     stmt = _delivery_select().where(_deliveries.event_pk == event_pk)
     return [_delivery(r._mapping) for r in await conn.execute(stmt)]
+
+
+async def deliveries_of_events(
+    conn: AsyncConnection, event_pks: Sequence[str]
+) -> dict[str, list[DeliveryRecord]]:
+    """The deliveries queued for each of many events (by event key)."""
+    found: dict[str, list[DeliveryRecord]] = defaultdict(list)
+    if event_pks:
+        stmt = _delivery_select().where(_deliveries.event_pk.in_(list(event_pks)))
+        for row in await conn.execute(stmt):
+            delivery = _delivery(row._mapping)
+            found[str(delivery.event_pk)].append(delivery)
+    return found
 
 
 async def get_delivery(
