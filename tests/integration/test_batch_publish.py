@@ -65,7 +65,7 @@ async def stubs(
 def _entry(event_id: str, payload: str = '{"n": 1}', **extra: str) -> nt.PublishEventRequest:
     values = {"event_type": "GuestReviewSubmitted", "event_id": event_id, "payload_json": payload}
     values.update(extra)
-    return nt.PublishEventRequest(**values)  # type: ignore[arg-type]
+    return nt.PublishEventRequest(**values)
 
 
 def _fields(error: grpc.aio.AioRpcError) -> list[str]:
