@@ -23,7 +23,7 @@ from hookkeeper.service import telemetry
 from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app import endpoint_health
 from hookkeeper.service.app.context import AppContext
-from hookkeeper.service.app.delivering import Deliverer, Outcome
+from hookkeeper.service.app.delivering import BatchKeys, Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.errors import Unavailable
@@ -99,7 +99,7 @@ class Dispatcher:
                 on_admission=_record_admission,
             )
 
-    async def _one(self, claimed: ClaimedDelivery) -> None:
+    async def _one(self, claimed: ClaimedDelivery, keys: BatchKeys) -> None:
         event = claimed.event
         event_type = event.event_type if event is not None else claimed.delivery.kind
         # One trace per attempt (no-op when tracing is off): the signing
@@ -113,7 +113,7 @@ class Dispatcher:
             },
         ) as current:
             try:
-                outcome = await self._deliverer.attempt(claimed)
+                outcome = await self._deliverer.attempt(claimed, keys)
             except Unavailable:
                 # The outage is logged once by the database's availability;
                 # the lease runs out and the attempt is made again.
@@ -246,8 +246,9 @@ class Dispatcher:
                         pass  # logged once by the database's availability
                     except Exception:
                         _log.exception("cannot claim deliveries; retrying after the poll interval")
+                keys = BatchKeys()  # dropped with the batch's last attempt
                 for item in claimed:
-                    task = asyncio.create_task(self._one(item))
+                    task = asyncio.create_task(self._one(item, keys))
                     self._inflight.add(task)
                     task.add_done_callback(self._done)
                 if claimed and len(claimed) == wanted:

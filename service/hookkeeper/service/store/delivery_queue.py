@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.domain.deliveries import DeliveryState
+from hookkeeper.service.store.callback_configs import live_secrets_of
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
@@ -387,7 +388,10 @@ async def claim_due(
         )
     claimed = []
     leased = [row.id for row in rows]
-    for row in await conn.execute(_CLAIMED_DETAILS, {"ids": leased}):
+    details = (await conn.execute(_CLAIMED_DETAILS, {"ids": leased})).all()
+    # What signing needs, read once per configuration for the whole batch.
+    secrets = await live_secrets_of(conn, {d.c_id for d in details if d.c_id is not None}, now)
+    for row in details:
         m = row._mapping
         event = None
         if m["e_id"] is not None:
@@ -417,7 +421,14 @@ async def claim_due(
             }
         )
         claimed.append(
-            ClaimedDelivery(delivery, token, event, target, admission.send_at.get(delivery.id))
+            ClaimedDelivery(
+                delivery,
+                token,
+                event,
+                target,
+                admission.send_at.get(delivery.id),
+                tuple(secrets[target.config_id]) if target is not None else None,
+            )
         )
     # In due order (the details query's order is the database's choice), so
     # the dispatcher starts them oldest first: resumed and recovered
