@@ -72,6 +72,8 @@ _DUE = (
     .where(
         _deliveries.state == DeliveryState.PENDING,
         _deliveries.next_attempt_time <= bindparam("now"),
+        # Configurations whose callback host is at the dispatcher's cap.
+        _deliveries.callback_config_id.not_in(bindparam("skip", expanding=True)),
     )
     .order_by(_deliveries.next_attempt_time)
     .limit(bindparam("limit"))
@@ -336,6 +338,7 @@ async def claim_due(
     token: str,
     lease_margin: timedelta,
     on_admission: Callable[[Admission], None] | None = None,
+    skip_configs: Sequence[str] = (),
 ) -> list[ClaimedDelivery]:
     """Leases up to ``limit`` due deliveries to ``owner`` and returns them.
 
@@ -347,9 +350,10 @@ async def claim_due(
     gates: rows of a disabled configuration are paused, rows held by a
     Retry-After or beyond the per-second cap are pushed back, and rows of a
     rate-limited configuration get a reserved send time (``send_at``; the
-    lease is longer by the wait).
+    lease is longer by the wait). Rows of ``skip_configs`` are left alone.
     """
-    rows = (await conn.execute(_DUE, {"now": now, "limit": limit})).all()
+    params = {"now": now, "limit": limit, "skip": list(skip_configs)}
+    rows = (await conn.execute(_DUE, params)).all()
     if not rows:
         return []
     admission = await admit(
@@ -436,6 +440,31 @@ async def claim_due(
     position = {delivery_id: i for i, delivery_id in enumerate(leased)}
     claimed.sort(key=lambda c: position[c.delivery.id])
     return claimed
+
+
+_RELEASE = (
+    update(notification_deliveries)
+    .where(
+        _deliveries.id.in_(bindparam("ids", expanding=True)),
+        _deliveries.lease_token == bindparam("token"),
+        _deliveries.state == DeliveryState.PENDING,
+    )
+    .values(
+        next_attempt_time=bindparam("at", type_=UTCDateTime),
+        attempt_count=_deliveries.attempt_count - 1,
+        lease_owner=None,
+        lease_token=None,
+        lease_expire_time=None,
+    )
+)
+
+
+async def release(conn: AsyncConnection, ids: Sequence[str], token: str, at: datetime) -> None:
+    """Gives leased deliveries back unattempted, due again at ``at``: the
+    claim's attempt number is handed back, so no attempt is lost or skipped
+    (only while the lease is still ours)."""
+    if ids:
+        await conn.execute(_RELEASE, {"ids": list(ids), "token": token, "at": at})
 
 
 async def settle_many(conn: AsyncConnection, settlements: Sequence[Mapping[str, Any]]) -> None:
