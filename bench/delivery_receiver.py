@@ -50,7 +50,15 @@ def main() -> None:
     app.router.add_get("/count", _get_count)
     app.router.add_post("/reset", _reset)
     print("ready", flush=True)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    # A short shutdown: /hang handlers are still waiting when the bench ends.
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        access_log=None,
+        print=None,
+        shutdown_timeout=0.5,
+    )
 
 
 if __name__ == "__main__":
