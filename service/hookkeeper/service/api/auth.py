@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from hookkeeper.service.api.tls import peer_identities
 from hookkeeper.service.app import caller
+from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.principals import Principal, all_access, partner_in, token_sha256
 
 _log = logging.getLogger(__name__)
@@ -182,6 +183,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if self._on_denied is not None:
             try:
                 await self._on_denied(principal.name, method, resource, partner)
+            except Unavailable:
+                # The outage is logged once by the database's availability.
+                _log.warning("a denied call of %s could not be audited: database away", method)
             except Exception:
                 # The caller still gets PERMISSION_DENIED; the gap is logged.
                 _log.exception("could not record a denied call in the audit trail")

@@ -23,6 +23,7 @@ from hookkeeper.service.app import caller
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.domain import audit, paging
 from hookkeeper.service.domain.audit import AuditEvent, Draft, Problem
+from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.principals import Principal, like_patterns
 from hookkeeper.service.store import audit as store
 
@@ -122,6 +123,8 @@ class AuditTrail:
                     await self.flush_signs(everything=stop.is_set())
                     flushed = time.monotonic()
                 await self.seal_pending()
+            except Unavailable:
+                pass  # logged once by the database's availability; next round retries
             except Exception:
                 _log.exception("could not seal the audit trail or write counted signatures")
 
