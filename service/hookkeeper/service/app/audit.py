@@ -29,6 +29,7 @@ from hookkeeper.service.store import audit as store
 _log = logging.getLogger(__name__)
 _VERIFY_BATCH = 1000
 _SEAL_BATCH = 500
+_MAX_RESOURCE = 512
 # How often events are sealed, and counted signatures of finished minutes written.
 SEAL_SECONDS = 0.5
 FLUSH_SECONDS = 10.0
@@ -75,7 +76,10 @@ class AuditTrail:
 
     async def denied(self, actor: str, method: str, resource: str, partner: str | None) -> None:
         """Records a refused call in a transaction of its own."""
-        draft = Draft(audit.CALL_DENIED, resource or method.lstrip("/"), partner, audit.DENIED)
+        # The caller chose the resource string: bounded, so a denied call
+        # cannot store megabytes.
+        named = (resource or method.lstrip("/"))[:_MAX_RESOURCE]
+        draft = Draft(audit.CALL_DENIED, named, partner, audit.DENIED)
         async with self._ctx.database.write() as conn:
             await record(self._ctx, conn, draft, actor=actor)
 
