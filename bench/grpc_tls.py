@@ -158,6 +158,9 @@ async def measure() -> Section:
                     # them (traffic stays on 127.0.0.1, and the servers'
                     # CPU goes to the calls measured).
                     "HOOKKEEPER_DISPATCHER_ENABLED": "false",
+                    # Three servers share one PostgreSQL (and its
+                    # max_connections) with whatever else runs here.
+                    "HOOKKEEPER_DB_POOL_SIZE": "10",
                 }
             )
             await asyncio.to_thread(run_cli, ["migrate"], env)
