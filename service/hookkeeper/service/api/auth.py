@@ -61,6 +61,25 @@ def _deny(message: str) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
+def _refuse_streaming(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    message = "streaming methods are not authorised by this server"
+
+    async def refuse(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+    kinds = {
+        "unary_stream": grpc.unary_stream_rpc_method_handler,
+        "stream_unary": grpc.stream_unary_rpc_method_handler,
+        "stream_stream": grpc.stream_stream_rpc_method_handler,
+    }
+    kind = next(k for k in kinds if getattr(handler, k) is not None)
+    return kinds[kind](
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def _resources(message: Message, depth: int = 0) -> Iterable[str]:
     for field, value in message.ListFields():
         if field.type == FieldDescriptor.TYPE_STRING and field.name in _RESOURCE_FIELDS:
@@ -128,8 +147,12 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         elif not self._by_identity:
             return _deny("missing bearer token in the authorization metadata")
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # unknown method (UNIMPLEMENTED); every RPC here is unary
+        if handler is None:
+            return handler  # unknown method: UNIMPLEMENTED
+        if handler.unary_unary is None:
+            # Every RPC here is unary; a streaming one added later must get
+            # its own checks rather than pass unchecked.
+            return _refuse_streaming(handler)
         return grpc.unary_unary_rpc_method_handler(
             self._guarded(cast(Unary, handler.unary_unary), method, by_token),
             request_deserializer=handler.request_deserializer,
