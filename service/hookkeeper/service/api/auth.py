@@ -205,9 +205,13 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if self._on_denied is not None:
             try:
                 await self._on_denied(principal.name, method, resource, partner)
-            except Exception:
-                # The caller still gets PERMISSION_DENIED; the gap is logged.
-                _log.exception("could not record a denied call in the audit trail")
+            except Exception as error:
+                # The caller still gets PERMISSION_DENIED; the gap is logged
+                # (by type only: the database may simply be away).
+                _log.warning(
+                    "could not record a denied call in the audit trail (%s)",
+                    error.__class__.__name__,
+                )
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED,
             f"principal {principal.name} {reason}",

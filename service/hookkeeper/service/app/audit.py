@@ -23,6 +23,7 @@ from hookkeeper.service.app import caller
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.domain import audit, paging
 from hookkeeper.service.domain.audit import AuditEvent, Draft, Problem
+from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.principals import Principal, like_patterns
 from hookkeeper.service.store import audit as store
 
@@ -92,8 +93,12 @@ class AuditTrail:
         how many events were written."""
         items = self._ctx.sign_tally.drain(None if everything else self._ctx.clock())
         if items:
-            async with self._ctx.database.write() as conn:
-                await _insert(conn, items)
+            try:
+                async with self._ctx.database.write() as conn:
+                    await _insert(conn, items)
+            except BaseException:
+                self._ctx.sign_tally.restore(items)
+                raise
         return len(items)
 
     async def seal_pending(self) -> int:
@@ -116,8 +121,11 @@ class AuditTrail:
     async def run(self, stop: asyncio.Event) -> None:
         """Worker of ``serve``: seals events every SEAL_SECONDS and writes
         counted signatures every FLUSH_SECONDS; on stop, all of them. A failed
-        round is logged and tried again next time (nothing is lost)."""
+        round is tried again next time (nothing is lost); a database outage is
+        left to the health follower to report, anything else is logged once
+        per run of failures."""
         flushed = time.monotonic()
+        failing = False
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SEAL_SECONDS)
@@ -126,8 +134,13 @@ class AuditTrail:
                     await self.flush_signs(everything=stop.is_set())
                     flushed = time.monotonic()
                 await self.seal_pending()
+                failing = False
+            except Unavailable:
+                pass
             except Exception:
-                _log.exception("could not seal the audit trail or write counted signatures")
+                if not failing:
+                    _log.exception("could not seal the audit trail or write counted signatures")
+                failing = True
 
     async def list_page(
         self,
