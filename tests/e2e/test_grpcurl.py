@@ -190,7 +190,11 @@ def test_list_shows_every_service(grpcurl: Grpcurl) -> None:
         SECRETS,
     }
     methods = grpcurl.run("list", SECRETS).split()
-    assert methods == [f"{SECRETS}.RefreshSecret", f"{SECRETS}.SignNotification"]
+    assert methods == [
+        f"{SECRETS}.RefreshSecret",
+        f"{SECRETS}.RevokePreviousSecret",
+        f"{SECRETS}.SignNotification",
+    ]
 
 
 def test_describe_shows_rpcs_fields_and_comments(grpcurl: Grpcurl) -> None:

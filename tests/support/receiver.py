@@ -3,9 +3,10 @@
 It checks what a partner would check, independently of the service's code:
 the headers, the epoch-ms timestamp, and every Base64 HMAC-SHA256 in the
 signature header recomputed here with hmac/hashlib against the secrets it is
-told. It also counts, per transactionId, how many requests are in flight at
-once, so a test can prove no two dispatchers ever send the same attempt
-concurrently.
+told; a Standard Webhooks request is verified by the official
+``standardwebhooks`` library, once per secret. It also counts, per
+transactionId, how many requests are in flight at once, so a test can prove
+no two dispatchers ever send the same attempt concurrently.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.support.processes import free_port
 
@@ -38,6 +40,9 @@ class Received:
     # For each signature in the header (in order): the index of the matching
     # secret among Receiver.secrets, or None.
     signature_matches: list[int | None] = field(default_factory=list)
+    # Standard Webhooks: for each of Receiver.secrets, whether the official
+    # `standardwebhooks` library accepted the request with that secret alone.
+    standard_webhooks_verified: list[bool] = field(default_factory=list)
 
     @property
     def transaction_id(self) -> str:
@@ -51,7 +56,8 @@ class Received:
         return value
 
 
-Behaviour = Callable[[Received], Awaitable[int]]
+# A status, or a status and extra answer headers (e.g. Retry-After).
+Behaviour = Callable[[Received], Awaitable[int | tuple[int, dict[str, str]]]]
 
 
 async def always_ok(_: Received) -> int:
@@ -74,6 +80,16 @@ def signature_matches(
     return [expected.index(o) if o in expected else None for o in offered]
 
 
+def standard_webhooks_accepts(secret: str, body: bytes, headers: dict[str, str]) -> bool:
+    """Whether the reference library (PyPI ``standardwebhooks``) verifies the
+    request with ``secret``, exactly as a partner would call it."""
+    try:
+        Webhook(secret).verify(body, headers)
+    except WebhookVerificationError:
+        return False
+    return True
+
+
 class Receiver:
     """An aiohttp server that records and verifies every request."""
 
@@ -92,7 +108,11 @@ class Receiver:
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         received = Received(request.method, headers, body, time.monotonic())
-        if request.method == "POST":
+        if request.method == "POST" and "webhook-signature" in headers:
+            received.standard_webhooks_verified = [
+                standard_webhooks_accepts(secret, body, headers) for secret in self.secrets
+            ]
+        elif request.method == "POST":
             received.signature_matches = signature_matches(
                 headers.get("x-eg-notification-signature-v2", "sha256="),
                 headers.get("x-eg-notification-timestamp", ""),
@@ -107,10 +127,11 @@ class Receiver:
             self.max_concurrent_per_transaction, self._inflight[tx]
         )
         try:
-            status = await self.behaviour(received)
+            answer = await self.behaviour(received)
         finally:
             self._inflight[tx] -= 1
-        return web.Response(status=status, text="ok")
+        status, extra = answer if isinstance(answer, tuple) else (answer, {})
+        return web.Response(status=status, text="ok", headers=extra)
 
     async def start(self) -> Receiver:
         """Listens on 127.0.0.1:port."""

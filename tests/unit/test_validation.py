@@ -116,6 +116,7 @@ def test_update_mask_resolution() -> None:
         "api_key",
         "contact_email",
         "request_timeout_seconds",
+        "max_deliveries_per_second",
     )
     assert fields_to_update(["contact_email", "api_key"], given) == ("api_key", "contact_email")
     with pytest.raises(InvalidArgument) as caught:

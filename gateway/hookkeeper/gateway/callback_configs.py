@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Annotated, TypeVar
 
 import strawberry
@@ -47,6 +48,9 @@ INPUT_FIELDS = {
     "request_timeout_seconds": "input.requestTimeoutSeconds",
     "name": "input.callbackConfigId",
     "keep_existing_secret_active": "input.keepExistingSecretActive",
+    "signature_scheme": "input.signatureScheme",
+    "max_deliveries_per_second": "input.maxDeliveriesPerSecond",
+    "since": "input.since",
 }
 SECRET_DESCRIPTION = (
     "String (24 characters in length) used to validate the signature of payloads "
@@ -68,6 +72,50 @@ def describe_config(config_id: strawberry.ID) -> str:
     """How NOT_FOUND names a configuration (the id cut short: it is the
     partner's own input, echoed back)."""
     return f"callback configuration {str(config_id)[:64]!r}"
+
+
+@strawberry.enum(description="How notifications to a callback configuration are signed.")
+class NotificationSignatureScheme(Enum):
+    """The configuration's signature scheme (immutable after create)."""
+
+    EXPEDIA_V2 = strawberry.enum_value(
+        "EXPEDIA_V2",
+        description=(
+            "The x-eg-notification-signature-v2 and x-eg-notification-timestamp headers "
+            "(the default), with 24-character secrets."
+        ),
+    )
+    STANDARD_WEBHOOKS = strawberry.enum_value(
+        "STANDARD_WEBHOOKS",
+        description=(
+            "Standard Webhooks (standardwebhooks.com): webhook-id, webhook-timestamp and "
+            "webhook-signature headers, with whsec_ secrets."
+        ),
+    )
+
+
+@strawberry.enum(description="Whether notifications are sent to a callback configuration.")
+class NotificationCallbackConfigState(Enum):
+    """The configuration's state."""
+
+    ACTIVE = strawberry.enum_value("ACTIVE", description="Notifications are sent.")
+    DISABLED = strawberry.enum_value(
+        "DISABLED",
+        description=(
+            "No notifications are sent: they wait, paused, until the configuration is "
+            "enabled with enableNotificationCallbackConfig."
+        ),
+    )
+
+
+SCHEMES = {
+    pb.SIGNATURE_SCHEME_EXPEDIA_V2: NotificationSignatureScheme.EXPEDIA_V2,
+    pb.SIGNATURE_SCHEME_STANDARD_WEBHOOKS: NotificationSignatureScheme.STANDARD_WEBHOOKS,
+}
+SCHEME_NUMBERS = {scheme: number for number, scheme in SCHEMES.items()}
+RATE_DESCRIPTION = (
+    "Most notifications sent to the callback URL per second, 1-10000; null means no limit."
+)
 
 
 @strawberry.type(description="Details about the callback configuration.")
@@ -96,16 +144,53 @@ class NotificationCallbackConfig:
     secret_expiration_date_time: LocalDateTime = strawberry.field(
         description="Expiration date and time for the secret."
     )
+    state: NotificationCallbackConfigState = strawberry.field(
+        description=(
+            "Whether notifications are sent. A configuration is disabled by "
+            "disableNotificationCallbackConfig, at once when its callback URL answers "
+            "HTTP 410 Gone, or after every delivery attempt failed for several days."
+        )
+    )
+    disable_reason: str | None = strawberry.field(
+        description="Why the configuration is disabled; null while it is active."
+    )
+    disable_time: LocalDateTime | None = strawberry.field(
+        description="When the configuration was disabled; null while it is active."
+    )
+    signature_scheme: NotificationSignatureScheme = strawberry.field(
+        description="How notifications are signed (set at creation, immutable)."
+    )
+    max_deliveries_per_second: int | None = strawberry.field(description=RATE_DESCRIPTION)
 
     @classmethod
     def from_message(cls, message: pb.CallbackConfig) -> NotificationCallbackConfig:
         """The public view of a service configuration."""
+        disabled = message.state == pb.CallbackConfig.STATE_DISABLED
         return cls(
             id=strawberry.ID(message.name.rsplit("/", 1)[-1]),
             callback_url=Url(message.callback_url),
             contact_email=EmailAddress(message.contact_email) if message.contact_email else None,
             request_timeout_seconds=message.request_timeout_seconds,
             secret_expiration_date_time=LocalDateTime(_moment(message.secret_expire_time)),
+            state=(
+                NotificationCallbackConfigState.DISABLED
+                if disabled
+                else NotificationCallbackConfigState.ACTIVE
+            ),
+            disable_reason=message.disable_reason or None,
+            disable_time=(
+                LocalDateTime(_moment(message.disable_time))
+                if message.HasField("disable_time")
+                else None
+            ),
+            signature_scheme=SCHEMES.get(
+                message.signature_scheme, NotificationSignatureScheme.EXPEDIA_V2
+            ),
+            max_deliveries_per_second=(
+                message.max_deliveries_per_second
+                if message.HasField("max_deliveries_per_second")
+                else None
+            ),
         )
 
 
@@ -141,6 +226,16 @@ class CreateNotificationCallbackConfigInput:
             "request timeout time, the notification is retried according to the "
             "retry policy. Specify values between 1-60; default value is 60."
         ),
+    )
+    signature_scheme: NotificationSignatureScheme | None = strawberry.field(
+        default=None,
+        description=(
+            "How notifications are signed: EXPEDIA_V2 (the default) or STANDARD_WEBHOOKS "
+            "(the secret is then whsec_ + Base64). Cannot be changed later."
+        ),
+    )
+    max_deliveries_per_second: int | None = strawberry.field(
+        default=None, description=RATE_DESCRIPTION
     )
 
 
@@ -228,6 +323,13 @@ class UpdateNotificationCallbackConfigInput:
         default=strawberry.UNSET,
         description="New request timeout in seconds, between 1-60.",
     )
+    max_deliveries_per_second: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description=(
+            "New most notifications per second, 1-10000; an explicit null removes the "
+            "limit, omitting the field keeps it."
+        ),
+    )
 
 
 @strawberry.type(description="The callback configuration after the update.")
@@ -273,10 +375,17 @@ def _update_request(
         if value is not None:
             setattr(config, path, value)
             paths.append(path)
+    # Here null means "no limit" (omitted keeps it): the mask names the field
+    # and the message leaves it unset.
+    if given.max_deliveries_per_second is not strawberry.UNSET:
+        if given.max_deliveries_per_second is not None:
+            config.max_deliveries_per_second = given.max_deliveries_per_second
+        paths.append("max_deliveries_per_second")
     if not paths:
         raise api_error(
             BAD_USER_INPUT,
-            "input: give at least one of callbackUrl, apiKey, contactEmail, requestTimeoutSeconds",
+            "input: give at least one of callbackUrl, apiKey, contactEmail, "
+            "requestTimeoutSeconds, maxDeliveriesPerSecond",
             field="input",
         )
     return pb.UpdateCallbackConfigRequest(
@@ -331,6 +440,10 @@ class Mutation:
         )
         if input.request_timeout_seconds is not None:
             config.request_timeout_seconds = input.request_timeout_seconds
+        if input.signature_scheme is not None:
+            config.signature_scheme = SCHEME_NUMBERS[input.signature_scheme]
+        if input.max_deliveries_per_second is not None:
+            config.max_deliveries_per_second = input.max_deliveries_per_second
         request = pb.CreateCallbackConfigRequest(
             parent=ctx.require_partner(), callback_config=config
         )

@@ -25,7 +25,14 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.base import get_object_definition
 
-from hookkeeper.gateway import audit_log, callback_configs, delivery_log, notifications, profile
+from hookkeeper.gateway import (
+    audit_log,
+    callback_configs,
+    delivery_log,
+    endpoint_health,
+    notifications,
+    profile,
+)
 from hookkeeper.gateway.documents import DocumentCache, UsePrepared
 from hookkeeper.gateway.scalars import SCALAR_MAP
 
@@ -34,6 +41,7 @@ CAPABILITIES: tuple[ModuleType, ...] = (
     callback_configs,
     notifications,
     delivery_log,
+    endpoint_health,
     audit_log,
 )
 

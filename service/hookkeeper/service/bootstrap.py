@@ -69,6 +69,7 @@ def policy(settings: Settings) -> Policy:
     return Policy(
         allow_insecure_callbacks=settings.allow_insecure_callbacks,
         secret_validity=timedelta(days=settings.secret_validity_days),
+        disable_after=timedelta(hours=settings.disable_after_hours),
     )
 
 

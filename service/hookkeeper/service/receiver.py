@@ -12,7 +12,11 @@ Use it in the handler of your callback URL::
     # the transactionId header (delivery is at least once).
 
 During a secret rotation pass both secrets (new and previous): a signature
-matching either is accepted. See examples/receiver.py and docs/delivery.md.
+matching either is accepted. Both signature schemes are verified: a request
+carrying ``webhook-signature`` is checked as Standard Webhooks (pass the
+``whsec_`` secrets; deduplicate by ``webhook-id``), any other as
+``x-eg-notification-signature-v2``. See examples/receiver.py,
+docs/delivery.md and docs/endpoint-health.md.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hookkeeper.service.domain import signing
+from hookkeeper.service.domain import standard_webhooks as swh
 
 TRANSACTION_HEADER = "transactionId"
 DEFAULT_TOLERANCE = signing.DEFAULT_TOLERANCE
@@ -52,6 +57,9 @@ def verify_notification(
     against ``tolerance``; returns the parsed envelope. Raises SignatureError."""
     if not 1 <= len(secrets) <= 2:
         raise ValueError("pass one secret, or two during a rotation")
+    if any(key.lower() == swh.SIGNATURE_HEADER for key in headers):
+        _verify_standard_webhooks(headers, body, secrets, now or datetime.now(UTC), tolerance)
+        return _envelope(body)
     header = _header(headers, signing.SIGNATURE_HEADER)
     timestamp = _header(headers, signing.TIMESTAMP_HEADER)
     if not timestamp.isdigit():
@@ -62,6 +70,34 @@ def verify_notification(
         raise SignatureError("the timestamp is outside the tolerance (stale or replayed)")
     if not signing.verify(header, timestamp, body, list(secrets), now=moment, tolerance=tolerance):
         raise SignatureError("no signature matches the given secrets")
+    return _envelope(body)
+
+
+def _verify_standard_webhooks(
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    now: datetime,
+    tolerance: timedelta,
+) -> None:
+    header = _header(headers, swh.SIGNATURE_HEADER)
+    message_id = _header(headers, swh.ID_HEADER)
+    timestamp = _header(headers, swh.TIMESTAMP_HEADER)
+    if not timestamp.isdigit():
+        raise SignatureError(f"{swh.TIMESTAMP_HEADER} is not Unix seconds")
+    if abs(now.timestamp() - int(timestamp)) > tolerance.total_seconds():
+        raise SignatureError("the timestamp is outside the tolerance (stale or replayed)")
+    try:
+        matched = swh.verify(
+            header, message_id, timestamp, body, list(secrets), now=now, tolerance=tolerance
+        )
+    except ValueError:
+        raise SignatureError("a Standard Webhooks secret is whsec_ + Base64") from None
+    if not matched:
+        raise SignatureError("no signature matches the given secrets")
+
+
+def _envelope(body: bytes) -> dict[str, Any]:
     try:
         envelope = json.loads(body)
     except ValueError:

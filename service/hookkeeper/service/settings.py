@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     dispatcher_batch_size: int = Field(default=50, ge=1, le=1000)
     dispatcher_concurrency: int = Field(default=64, ge=1, le=1024)
     delivery_lease_margin_seconds: float = Field(default=30.0, gt=0)
+    # Endpoint health (docs/endpoint-health.md): a configuration whose every
+    # attempt failed this many hours is disabled.
+    disable_after_hours: float = Field(default=120.0, gt=0)
     # Expiry-warning mailer (docs/operations.md). Without an SMTP URL
     # `serve` runs no mailer; `hookkeeper mailer` refuses to start.
     smtp_url: SecretStr | None = None

@@ -28,7 +28,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1hookkeeper/notifications/v1/callback_config.proto\x12\x1bhookkeeper.notifications.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x03\n\x0e\x43\x61llbackConfig\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x63\x61llback_url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x07\x61pi_key\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x04\x12\x1b\n\rcontact_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x17request_timeout_seconds\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12<\n\x12secret_expire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:\x87\x01\xea\x41\x83\x01\n*hookkeeper.notifications.v1/CallbackConfig\x12\x34partners/{partner}/callbackConfigs/{callback_config}*\x0f\x63\x61llbackConfigs2\x0e\x63\x61llbackConfigB\x1a\n\x18_request_timeout_seconds\"\xae\x01\n\x1b\x43reateCallbackConfigRequest\x12\x43\n\x06parent\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\x12*hookkeeper.notifications.v1/CallbackConfig\x12J\n\x0f\x63\x61llback_config\x18\x02 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfigB\x04\xe2\x41\x01\x02\"t\n\x1c\x43reateCallbackConfigResponse\x12\x44\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\x12\x0e\n\x06secret\x18\x02 \x01(\t\"]\n\x18GetCallbackConfigRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\"a\n\x19GetCallbackConfigResponse\x12\x44\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\"\x94\x01\n\x1aListCallbackConfigsRequest\x12\x43\n\x06parent\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\x12*hookkeeper.notifications.v1/CallbackConfig\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"}\n\x1bListCallbackConfigsResponse\x12\x45\n\x10\x63\x61llback_configs\x18\x01 \x03(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa0\x01\n\x1bUpdateCallbackConfigRequest\x12J\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfigB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"d\n\x1cUpdateCallbackConfigResponse\x12\x44\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\"`\n\x1b\x44\x65leteCallbackConfigRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\",\n\x1c\x44\x65leteCallbackConfigResponse\x12\x0c\n\x04name\x18\x01 \x01(\t2\xd1\x05\n\x15\x43\x61llbackConfigService\x12\x8b\x01\n\x14\x43reateCallbackConfig\x12\x38.hookkeeper.notifications.v1.CreateCallbackConfigRequest\x1a\x39.hookkeeper.notifications.v1.CreateCallbackConfigResponse\x12\x82\x01\n\x11GetCallbackConfig\x12\x35.hookkeeper.notifications.v1.GetCallbackConfigRequest\x1a\x36.hookkeeper.notifications.v1.GetCallbackConfigResponse\x12\x88\x01\n\x13ListCallbackConfigs\x12\x37.hookkeeper.notifications.v1.ListCallbackConfigsRequest\x1a\x38.hookkeeper.notifications.v1.ListCallbackConfigsResponse\x12\x8b\x01\n\x14UpdateCallbackConfig\x12\x38.hookkeeper.notifications.v1.UpdateCallbackConfigRequest\x1a\x39.hookkeeper.notifications.v1.UpdateCallbackConfigResponse\x12\x8b\x01\n\x14\x44\x65leteCallbackConfig\x12\x38.hookkeeper.notifications.v1.DeleteCallbackConfigRequest\x1a\x39.hookkeeper.notifications.v1.DeleteCallbackConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1hookkeeper/notifications/v1/callback_config.proto\x12\x1bhookkeeper.notifications.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x06\n\x0e\x43\x61llbackConfig\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x63\x61llback_url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x07\x61pi_key\x18\x03 \x01(\tB\x05\xe2\x41\x02\x02\x04\x12\x1b\n\rcontact_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12*\n\x17request_timeout_seconds\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12<\n\x12secret_expire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x46\n\x05state\x18\t \x01(\x0e\x32\x31.hookkeeper.notifications.v1.CallbackConfig.StateB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x64isable_reason\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x36\n\x0c\x64isable_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12M\n\x10signature_scheme\x18\x0c \x01(\x0e\x32,.hookkeeper.notifications.v1.SignatureSchemeB\x05\xe2\x41\x02\x01\x05\x12,\n\x19max_deliveries_per_second\x18\r \x01(\x05\x42\x04\xe2\x41\x01\x01H\x01\x88\x01\x01\"D\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x12\n\x0eSTATE_DISABLED\x10\x02:\x87\x01\xea\x41\x83\x01\n*hookkeeper.notifications.v1/CallbackConfig\x12\x34partners/{partner}/callbackConfigs/{callback_config}*\x0f\x63\x61llbackConfigs2\x0e\x63\x61llbackConfigB\x1a\n\x18_request_timeout_secondsB\x1c\n\x1a_max_deliveries_per_second\"\xae\x01\n\x1b\x43reateCallbackConfigRequest\x12\x43\n\x06parent\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\x12*hookkeeper.notifications.v1/CallbackConfig\x12J\n\x0f\x63\x61llback_config\x18\x02 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfigB\x04\xe2\x41\x01\x02\"t\n\x1c\x43reateCallbackConfigResponse\x12\x44\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\x12\x0e\n\x06secret\x18\x02 \x01(\t\"]\n\x18GetCallbackConfigRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\"a\n\x19GetCallbackConfigResponse\x12\x44\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\"\x94\x01\n\x1aListCallbackConfigsRequest\x12\x43\n\x06parent\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\x12*hookkeeper.notifications.v1/CallbackConfig\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"}\n\x1bListCallbackConfigsResponse\x12\x45\n\x10\x63\x61llback_configs\x18\x01 \x03(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa0\x01\n\x1bUpdateCallbackConfigRequest\x12J\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfigB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"d\n\x1cUpdateCallbackConfigResponse\x12\x44\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\"`\n\x1b\x44\x65leteCallbackConfigRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\",\n\x1c\x44\x65leteCallbackConfigResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x1c\x44isableCallbackConfigRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\"e\n\x1d\x44isableCallbackConfigResponse\x12\x44\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig\"`\n\x1b\x45nableCallbackConfigRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\"d\n\x1c\x45nableCallbackConfigResponse\x12\x44\n\x0f\x63\x61llback_config\x18\x01 \x01(\x0b\x32+.hookkeeper.notifications.v1.CallbackConfig*|\n\x0fSignatureScheme\x12 \n\x1cSIGNATURE_SCHEME_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSIGNATURE_SCHEME_EXPEDIA_V2\x10\x01\x12&\n\"SIGNATURE_SCHEME_STANDARD_WEBHOOKS\x10\x02\x32\xf0\x07\n\x15\x43\x61llbackConfigService\x12\x8b\x01\n\x14\x43reateCallbackConfig\x12\x38.hookkeeper.notifications.v1.CreateCallbackConfigRequest\x1a\x39.hookkeeper.notifications.v1.CreateCallbackConfigResponse\x12\x82\x01\n\x11GetCallbackConfig\x12\x35.hookkeeper.notifications.v1.GetCallbackConfigRequest\x1a\x36.hookkeeper.notifications.v1.GetCallbackConfigResponse\x12\x88\x01\n\x13ListCallbackConfigs\x12\x37.hookkeeper.notifications.v1.ListCallbackConfigsRequest\x1a\x38.hookkeeper.notifications.v1.ListCallbackConfigsResponse\x12\x8b\x01\n\x14UpdateCallbackConfig\x12\x38.hookkeeper.notifications.v1.UpdateCallbackConfigRequest\x1a\x39.hookkeeper.notifications.v1.UpdateCallbackConfigResponse\x12\x8b\x01\n\x14\x44\x65leteCallbackConfig\x12\x38.hookkeeper.notifications.v1.DeleteCallbackConfigRequest\x1a\x39.hookkeeper.notifications.v1.DeleteCallbackConfigResponse\x12\x8e\x01\n\x15\x44isableCallbackConfig\x12\x39.hookkeeper.notifications.v1.DisableCallbackConfigRequest\x1a:.hookkeeper.notifications.v1.DisableCallbackConfigResponse\x12\x8b\x01\n\x14\x45nableCallbackConfig\x12\x38.hookkeeper.notifications.v1.EnableCallbackConfigRequest\x1a\x39.hookkeeper.notifications.v1.EnableCallbackConfigResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,6 +51,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALLBACKCONFIG'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
   _globals['_CALLBACKCONFIG'].fields_by_name['update_time']._loaded_options = None
   _globals['_CALLBACKCONFIG'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_CALLBACKCONFIG'].fields_by_name['state']._loaded_options = None
+  _globals['_CALLBACKCONFIG'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_CALLBACKCONFIG'].fields_by_name['disable_reason']._loaded_options = None
+  _globals['_CALLBACKCONFIG'].fields_by_name['disable_reason']._serialized_options = b'\342A\001\003'
+  _globals['_CALLBACKCONFIG'].fields_by_name['disable_time']._loaded_options = None
+  _globals['_CALLBACKCONFIG'].fields_by_name['disable_time']._serialized_options = b'\342A\001\003'
+  _globals['_CALLBACKCONFIG'].fields_by_name['signature_scheme']._loaded_options = None
+  _globals['_CALLBACKCONFIG'].fields_by_name['signature_scheme']._serialized_options = b'\342A\002\001\005'
+  _globals['_CALLBACKCONFIG'].fields_by_name['max_deliveries_per_second']._loaded_options = None
+  _globals['_CALLBACKCONFIG'].fields_by_name['max_deliveries_per_second']._serialized_options = b'\342A\001\001'
   _globals['_CALLBACKCONFIG']._loaded_options = None
   _globals['_CALLBACKCONFIG']._serialized_options = b'\352A\203\001\n*hookkeeper.notifications.v1/CallbackConfig\0224partners/{partner}/callbackConfigs/{callback_config}*\017callbackConfigs2\016callbackConfig'
   _globals['_CREATECALLBACKCONFIGREQUEST'].fields_by_name['parent']._loaded_options = None
@@ -71,28 +81,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATECALLBACKCONFIGREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\001'
   _globals['_DELETECALLBACKCONFIGREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_DELETECALLBACKCONFIGREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A,\n*hookkeeper.notifications.v1/CallbackConfig'
+  _globals['_DISABLECALLBACKCONFIGREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DISABLECALLBACKCONFIGREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A,\n*hookkeeper.notifications.v1/CallbackConfig'
+  _globals['_ENABLECALLBACKCONFIGREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_ENABLECALLBACKCONFIGREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A,\n*hookkeeper.notifications.v1/CallbackConfig'
+  _globals['_SIGNATURESCHEME']._serialized_start=2672
+  _globals['_SIGNATURESCHEME']._serialized_end=2796
   _globals['_CALLBACKCONFIG']._serialized_start=210
-  _globals['_CALLBACKCONFIG']._serialized_end=709
-  _globals['_CREATECALLBACKCONFIGREQUEST']._serialized_start=712
-  _globals['_CREATECALLBACKCONFIGREQUEST']._serialized_end=886
-  _globals['_CREATECALLBACKCONFIGRESPONSE']._serialized_start=888
-  _globals['_CREATECALLBACKCONFIGRESPONSE']._serialized_end=1004
-  _globals['_GETCALLBACKCONFIGREQUEST']._serialized_start=1006
-  _globals['_GETCALLBACKCONFIGREQUEST']._serialized_end=1099
-  _globals['_GETCALLBACKCONFIGRESPONSE']._serialized_start=1101
-  _globals['_GETCALLBACKCONFIGRESPONSE']._serialized_end=1198
-  _globals['_LISTCALLBACKCONFIGSREQUEST']._serialized_start=1201
-  _globals['_LISTCALLBACKCONFIGSREQUEST']._serialized_end=1349
-  _globals['_LISTCALLBACKCONFIGSRESPONSE']._serialized_start=1351
-  _globals['_LISTCALLBACKCONFIGSRESPONSE']._serialized_end=1476
-  _globals['_UPDATECALLBACKCONFIGREQUEST']._serialized_start=1479
-  _globals['_UPDATECALLBACKCONFIGREQUEST']._serialized_end=1639
-  _globals['_UPDATECALLBACKCONFIGRESPONSE']._serialized_start=1641
-  _globals['_UPDATECALLBACKCONFIGRESPONSE']._serialized_end=1741
-  _globals['_DELETECALLBACKCONFIGREQUEST']._serialized_start=1743
-  _globals['_DELETECALLBACKCONFIGREQUEST']._serialized_end=1839
-  _globals['_DELETECALLBACKCONFIGRESPONSE']._serialized_start=1841
-  _globals['_DELETECALLBACKCONFIGRESPONSE']._serialized_end=1885
-  _globals['_CALLBACKCONFIGSERVICE']._serialized_start=1888
-  _globals['_CALLBACKCONFIGSERVICE']._serialized_end=2609
+  _globals['_CALLBACKCONFIG']._serialized_end=1092
+  _globals['_CALLBACKCONFIG_STATE']._serialized_start=828
+  _globals['_CALLBACKCONFIG_STATE']._serialized_end=896
+  _globals['_CREATECALLBACKCONFIGREQUEST']._serialized_start=1095
+  _globals['_CREATECALLBACKCONFIGREQUEST']._serialized_end=1269
+  _globals['_CREATECALLBACKCONFIGRESPONSE']._serialized_start=1271
+  _globals['_CREATECALLBACKCONFIGRESPONSE']._serialized_end=1387
+  _globals['_GETCALLBACKCONFIGREQUEST']._serialized_start=1389
+  _globals['_GETCALLBACKCONFIGREQUEST']._serialized_end=1482
+  _globals['_GETCALLBACKCONFIGRESPONSE']._serialized_start=1484
+  _globals['_GETCALLBACKCONFIGRESPONSE']._serialized_end=1581
+  _globals['_LISTCALLBACKCONFIGSREQUEST']._serialized_start=1584
+  _globals['_LISTCALLBACKCONFIGSREQUEST']._serialized_end=1732
+  _globals['_LISTCALLBACKCONFIGSRESPONSE']._serialized_start=1734
+  _globals['_LISTCALLBACKCONFIGSRESPONSE']._serialized_end=1859
+  _globals['_UPDATECALLBACKCONFIGREQUEST']._serialized_start=1862
+  _globals['_UPDATECALLBACKCONFIGREQUEST']._serialized_end=2022
+  _globals['_UPDATECALLBACKCONFIGRESPONSE']._serialized_start=2024
+  _globals['_UPDATECALLBACKCONFIGRESPONSE']._serialized_end=2124
+  _globals['_DELETECALLBACKCONFIGREQUEST']._serialized_start=2126
+  _globals['_DELETECALLBACKCONFIGREQUEST']._serialized_end=2222
+  _globals['_DELETECALLBACKCONFIGRESPONSE']._serialized_start=2224
+  _globals['_DELETECALLBACKCONFIGRESPONSE']._serialized_end=2268
+  _globals['_DISABLECALLBACKCONFIGREQUEST']._serialized_start=2270
+  _globals['_DISABLECALLBACKCONFIGREQUEST']._serialized_end=2367
+  _globals['_DISABLECALLBACKCONFIGRESPONSE']._serialized_start=2369
+  _globals['_DISABLECALLBACKCONFIGRESPONSE']._serialized_end=2470
+  _globals['_ENABLECALLBACKCONFIGREQUEST']._serialized_start=2472
+  _globals['_ENABLECALLBACKCONFIGREQUEST']._serialized_end=2568
+  _globals['_ENABLECALLBACKCONFIGRESPONSE']._serialized_start=2570
+  _globals['_ENABLECALLBACKCONFIGRESPONSE']._serialized_end=2670
+  _globals['_CALLBACKCONFIGSERVICE']._serialized_start=2799
+  _globals['_CALLBACKCONFIGSERVICE']._serialized_end=3807
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,11 +21,76 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _SignatureScheme:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SignatureSchemeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SignatureScheme.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIGNATURE_SCHEME_UNSPECIFIED: _SignatureScheme.ValueType  # 0
+    """Not set: EXPEDIA_V2 on create, "unchanged" on update."""
+    SIGNATURE_SCHEME_EXPEDIA_V2: _SignatureScheme.ValueType  # 1
+    """The documented `x-eg-notification-signature-v2` and
+    `x-eg-notification-timestamp` headers (the default), with 24-character
+    secrets.
+    """
+    SIGNATURE_SCHEME_STANDARD_WEBHOOKS: _SignatureScheme.ValueType  # 2
+    """Standard Webhooks (standardwebhooks.com): `webhook-id`,
+    `webhook-timestamp` and `webhook-signature` headers, with `whsec_`
+    secrets; any Standard Webhooks library verifies the notifications.
+    """
+
+class SignatureScheme(_SignatureScheme, metaclass=_SignatureSchemeEnumTypeWrapper):
+    """How notifications to a configuration are signed. Chosen at create,
+    immutable afterwards.
+    """
+
+SIGNATURE_SCHEME_UNSPECIFIED: SignatureScheme.ValueType  # 0
+"""Not set: EXPEDIA_V2 on create, "unchanged" on update."""
+SIGNATURE_SCHEME_EXPEDIA_V2: SignatureScheme.ValueType  # 1
+"""The documented `x-eg-notification-signature-v2` and
+`x-eg-notification-timestamp` headers (the default), with 24-character
+secrets.
+"""
+SIGNATURE_SCHEME_STANDARD_WEBHOOKS: SignatureScheme.ValueType  # 2
+"""Standard Webhooks (standardwebhooks.com): `webhook-id`,
+`webhook-timestamp` and `webhook-signature` headers, with `whsec_`
+secrets; any Standard Webhooks library verifies the notifications.
+"""
+Global___SignatureScheme: _TypeAlias = SignatureScheme  # noqa: Y015
+
 @_typing.final
 class CallbackConfig(_message.Message):
     """Where and how a partner receives its webhook notifications."""
 
     DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[CallbackConfig._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: CallbackConfig._State.ValueType  # 0
+        """Not used."""
+        STATE_ACTIVE: CallbackConfig._State.ValueType  # 1
+        """Notifications are attempted."""
+        STATE_DISABLED: CallbackConfig._State.ValueType  # 2
+        """No attempts are made: deliveries wait, paused, until it is enabled
+        (EnableCallbackConfig).
+        """
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """Whether notifications are sent to the configuration."""
+
+    STATE_UNSPECIFIED: CallbackConfig.State.ValueType  # 0
+    """Not used."""
+    STATE_ACTIVE: CallbackConfig.State.ValueType  # 1
+    """Notifications are attempted."""
+    STATE_DISABLED: CallbackConfig.State.ValueType  # 2
+    """No attempts are made: deliveries wait, paused, until it is enabled
+    (EnableCallbackConfig).
+    """
 
     NAME_FIELD_NUMBER: _builtins.int
     CALLBACK_URL_FIELD_NUMBER: _builtins.int
@@ -34,6 +100,11 @@ class CallbackConfig(_message.Message):
     SECRET_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DISABLE_REASON_FIELD_NUMBER: _builtins.int
+    DISABLE_TIME_FIELD_NUMBER: _builtins.int
+    SIGNATURE_SCHEME_FIELD_NUMBER: _builtins.int
+    MAX_DELIVERIES_PER_SECOND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `partners/{partner}/callbackConfigs/{callback_config}`;
     the last segment is a server-assigned UUID (the public API's `id`).
@@ -55,6 +126,23 @@ class CallbackConfig(_message.Message):
     """Seconds to wait for the partner's answer to a notification, 1 to 60.
     Defaults to 60 when not set on create.
     """
+    state: Global___CallbackConfig.State.ValueType
+    """Whether notifications are sent to the configuration. A configuration is
+    disabled by DisableCallbackConfig, at once by an HTTP 410 Gone answer,
+    or after every attempt failed for HOOKKEEPER_DISABLE_AFTER_HOURS.
+    """
+    disable_reason: _builtins.str
+    """Why the configuration is disabled; empty while it is active."""
+    signature_scheme: Global___SignatureScheme.ValueType
+    """How notifications are signed; SIGNATURE_SCHEME_EXPEDIA_V2 when not set
+    on create. Immutable: an update that changes it is refused with
+    INVALID_ARGUMENT naming this field.
+    """
+    max_deliveries_per_second: _builtins.int
+    """Most notifications sent to the configuration per second, across every
+    dispatcher together, 1 to 10000; unset means unlimited. On update, a
+    mask naming this field with the field unset removes the limit.
+    """
     @_builtins.property
     def secret_expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the current signing secret expires."""
@@ -67,6 +155,10 @@ class CallbackConfig(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the configuration was last changed (including secret refreshes)."""
 
+    @_builtins.property
+    def disable_time(self) -> _timestamp_pb2.Timestamp:
+        """When the configuration was disabled; unset while it is active."""
+
     def __init__(
         self,
         *,
@@ -78,13 +170,23 @@ class CallbackConfig(_message.Message):
         secret_expire_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        state: Global___CallbackConfig.State.ValueType = ...,
+        disable_reason: _builtins.str = ...,
+        disable_time: _timestamp_pb2.Timestamp | None = ...,
+        signature_scheme: Global___SignatureScheme.ValueType = ...,
+        max_deliveries_per_second: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_request_timeout_seconds", b"_request_timeout_seconds", "create_time", b"create_time", "request_timeout_seconds", b"request_timeout_seconds", "secret_expire_time", b"secret_expire_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_deliveries_per_second", b"_max_deliveries_per_second", "_request_timeout_seconds", b"_request_timeout_seconds", "create_time", b"create_time", "disable_time", b"disable_time", "max_deliveries_per_second", b"max_deliveries_per_second", "request_timeout_seconds", b"request_timeout_seconds", "secret_expire_time", b"secret_expire_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_request_timeout_seconds", b"_request_timeout_seconds", "api_key", b"api_key", "callback_url", b"callback_url", "contact_email", b"contact_email", "create_time", b"create_time", "name", b"name", "request_timeout_seconds", b"request_timeout_seconds", "secret_expire_time", b"secret_expire_time", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_deliveries_per_second", b"_max_deliveries_per_second", "_request_timeout_seconds", b"_request_timeout_seconds", "api_key", b"api_key", "callback_url", b"callback_url", "contact_email", b"contact_email", "create_time", b"create_time", "disable_reason", b"disable_reason", "disable_time", b"disable_time", "max_deliveries_per_second", b"max_deliveries_per_second", "name", b"name", "request_timeout_seconds", b"request_timeout_seconds", "secret_expire_time", b"secret_expire_time", "signature_scheme", b"signature_scheme", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_deliveries_per_second: _TypeAlias = _typing.Literal["max_deliveries_per_second"]  # noqa: Y015
+    _WhichOneofArgType__max_deliveries_per_second: _TypeAlias = _typing.Literal["_max_deliveries_per_second", b"_max_deliveries_per_second"]  # noqa: Y015
     _WhichOneofReturnType__request_timeout_seconds: _TypeAlias = _typing.Literal["request_timeout_seconds"]  # noqa: Y015
     _WhichOneofArgType__request_timeout_seconds: _TypeAlias = _typing.Literal["_request_timeout_seconds", b"_request_timeout_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_deliveries_per_second) -> _WhichOneofReturnType__max_deliveries_per_second | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__request_timeout_seconds) -> _WhichOneofReturnType__request_timeout_seconds | None: ...
 
 Global___CallbackConfig: _TypeAlias = CallbackConfig  # noqa: Y015
@@ -272,7 +374,8 @@ class UpdateCallbackConfigRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to change: any of `callback_url`, `api_key`, `contact_email`,
-        `request_timeout_seconds`, or `*` for all of them. When empty, every
+        `request_timeout_seconds`, `max_deliveries_per_second` (and
+        `signature_scheme`, which must keep its value), or `*` for all of them. When empty, every
         field given a non-default value is changed.
         """
 
@@ -357,3 +460,95 @@ class DeleteCallbackConfigResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteCallbackConfigResponse: _TypeAlias = DeleteCallbackConfigResponse  # noqa: Y015
+
+@_typing.final
+class DisableCallbackConfigRequest(_message.Message):
+    """Request for DisableCallbackConfig."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the configuration to disable."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableCallbackConfigRequest: _TypeAlias = DisableCallbackConfigRequest  # noqa: Y015
+
+@_typing.final
+class DisableCallbackConfigResponse(_message.Message):
+    """Response of DisableCallbackConfig."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLBACK_CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def callback_config(self) -> Global___CallbackConfig:
+        """The configuration, disabled."""
+
+    def __init__(
+        self,
+        *,
+        callback_config: Global___CallbackConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["callback_config", b"callback_config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_config", b"callback_config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisableCallbackConfigResponse: _TypeAlias = DisableCallbackConfigResponse  # noqa: Y015
+
+@_typing.final
+class EnableCallbackConfigRequest(_message.Message):
+    """Request for EnableCallbackConfig."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the configuration to enable."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableCallbackConfigRequest: _TypeAlias = EnableCallbackConfigRequest  # noqa: Y015
+
+@_typing.final
+class EnableCallbackConfigResponse(_message.Message):
+    """Response of EnableCallbackConfig."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLBACK_CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def callback_config(self) -> Global___CallbackConfig:
+        """The configuration, active."""
+
+    def __init__(
+        self,
+        *,
+        callback_config: Global___CallbackConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["callback_config", b"callback_config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callback_config", b"callback_config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnableCallbackConfigResponse: _TypeAlias = EnableCallbackConfigResponse  # noqa: Y015

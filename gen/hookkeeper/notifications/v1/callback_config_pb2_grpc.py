@@ -65,6 +65,16 @@ class CallbackConfigServiceStub:
                 request_serializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DeleteCallbackConfigRequest.SerializeToString,
                 response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DeleteCallbackConfigResponse.FromString,
                 _registered_method=True)
+        self.DisableCallbackConfig = channel.unary_unary(
+                '/hookkeeper.notifications.v1.CallbackConfigService/DisableCallbackConfig',
+                request_serializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DisableCallbackConfigRequest.SerializeToString,
+                response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DisableCallbackConfigResponse.FromString,
+                _registered_method=True)
+        self.EnableCallbackConfig = channel.unary_unary(
+                '/hookkeeper.notifications.v1.CallbackConfigService/EnableCallbackConfig',
+                request_serializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.EnableCallbackConfigRequest.SerializeToString,
+                response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.EnableCallbackConfigResponse.FromString,
+                _registered_method=True)
 
 
 class CallbackConfigServiceServicer:
@@ -116,6 +126,26 @@ class CallbackConfigServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisableCallbackConfig(self, request, context):
+        """Disables a configuration (AIP-136 custom method): no attempts are made to
+        it; its pending deliveries, and those of events published meanwhile, are
+        kept and paused (visible in the delivery log), and its contact address
+        gets one e-mail saying why and how to re-enable. Disabling a disabled
+        configuration changes nothing and sends no second e-mail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableCallbackConfig(self, request, context):
+        """Enables a disabled configuration: its paused deliveries resume in publish
+        order, each with a fresh retry schedule. Enabling an active configuration
+        changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CallbackConfigServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +173,16 @@ def add_CallbackConfigServiceServicer_to_server(servicer, server):
                     servicer.DeleteCallbackConfig,
                     request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DeleteCallbackConfigRequest.FromString,
                     response_serializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DeleteCallbackConfigResponse.SerializeToString,
+            ),
+            'DisableCallbackConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableCallbackConfig,
+                    request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DisableCallbackConfigRequest.FromString,
+                    response_serializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DisableCallbackConfigResponse.SerializeToString,
+            ),
+            'EnableCallbackConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableCallbackConfig,
+                    request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.EnableCallbackConfigRequest.FromString,
+                    response_serializer=hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.EnableCallbackConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -286,6 +326,60 @@ class CallbackConfigService:
             '/hookkeeper.notifications.v1.CallbackConfigService/DeleteCallbackConfig',
             hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DeleteCallbackConfigRequest.SerializeToString,
             hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DeleteCallbackConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableCallbackConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hookkeeper.notifications.v1.CallbackConfigService/DisableCallbackConfig',
+            hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DisableCallbackConfigRequest.SerializeToString,
+            hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.DisableCallbackConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableCallbackConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hookkeeper.notifications.v1.CallbackConfigService/EnableCallbackConfig',
+            hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.EnableCallbackConfigRequest.SerializeToString,
+            hookkeeper_dot_notifications_dot_v1_dot_callback__config__pb2.EnableCallbackConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

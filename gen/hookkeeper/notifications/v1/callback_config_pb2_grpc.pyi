@@ -57,6 +57,18 @@ class CallbackConfigServiceStub:
     """
     DeleteCallbackConfig: _grpc.UnaryUnaryMultiCallable[_callback_config_pb2.DeleteCallbackConfigRequest, _callback_config_pb2.DeleteCallbackConfigResponse]
     """Deletes a callback configuration and all its secrets."""
+    DisableCallbackConfig: _grpc.UnaryUnaryMultiCallable[_callback_config_pb2.DisableCallbackConfigRequest, _callback_config_pb2.DisableCallbackConfigResponse]
+    """Disables a configuration (AIP-136 custom method): no attempts are made to
+    it; its pending deliveries, and those of events published meanwhile, are
+    kept and paused (visible in the delivery log), and its contact address
+    gets one e-mail saying why and how to re-enable. Disabling a disabled
+    configuration changes nothing and sends no second e-mail.
+    """
+    EnableCallbackConfig: _grpc.UnaryUnaryMultiCallable[_callback_config_pb2.EnableCallbackConfigRequest, _callback_config_pb2.EnableCallbackConfigResponse]
+    """Enables a disabled configuration: its paused deliveries resume in publish
+    order, each with a fresh retry schedule. Enabling an active configuration
+    changes nothing.
+    """
 
 @_typing.type_check_only
 class CallbackConfigServiceAsyncStub(CallbackConfigServiceStub):
@@ -87,6 +99,18 @@ class CallbackConfigServiceAsyncStub(CallbackConfigServiceStub):
     """
     DeleteCallbackConfig: _aio.UnaryUnaryMultiCallable[_callback_config_pb2.DeleteCallbackConfigRequest, _callback_config_pb2.DeleteCallbackConfigResponse]  # type: ignore[assignment]
     """Deletes a callback configuration and all its secrets."""
+    DisableCallbackConfig: _aio.UnaryUnaryMultiCallable[_callback_config_pb2.DisableCallbackConfigRequest, _callback_config_pb2.DisableCallbackConfigResponse]  # type: ignore[assignment]
+    """Disables a configuration (AIP-136 custom method): no attempts are made to
+    it; its pending deliveries, and those of events published meanwhile, are
+    kept and paused (visible in the delivery log), and its contact address
+    gets one e-mail saying why and how to re-enable. Disabling a disabled
+    configuration changes nothing and sends no second e-mail.
+    """
+    EnableCallbackConfig: _aio.UnaryUnaryMultiCallable[_callback_config_pb2.EnableCallbackConfigRequest, _callback_config_pb2.EnableCallbackConfigResponse]  # type: ignore[assignment]
+    """Enables a disabled configuration: its paused deliveries resume in publish
+    order, each with a fresh retry schedule. Enabling an active configuration
+    changes nothing.
+    """
 
 class CallbackConfigServiceServicer(metaclass=_abc_1.ABCMeta):
     """Manages a partner's callback configurations: where the platform sends the
@@ -144,5 +168,29 @@ class CallbackConfigServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_callback_config_pb2.DeleteCallbackConfigResponse, _abc.Awaitable[_callback_config_pb2.DeleteCallbackConfigResponse]]:
         """Deletes a callback configuration and all its secrets."""
+
+    @_abc_1.abstractmethod
+    def DisableCallbackConfig(
+        self,
+        request: _callback_config_pb2.DisableCallbackConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_callback_config_pb2.DisableCallbackConfigResponse, _abc.Awaitable[_callback_config_pb2.DisableCallbackConfigResponse]]:
+        """Disables a configuration (AIP-136 custom method): no attempts are made to
+        it; its pending deliveries, and those of events published meanwhile, are
+        kept and paused (visible in the delivery log), and its contact address
+        gets one e-mail saying why and how to re-enable. Disabling a disabled
+        configuration changes nothing and sends no second e-mail.
+        """
+
+    @_abc_1.abstractmethod
+    def EnableCallbackConfig(
+        self,
+        request: _callback_config_pb2.EnableCallbackConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_callback_config_pb2.EnableCallbackConfigResponse, _abc.Awaitable[_callback_config_pb2.EnableCallbackConfigResponse]]:
+        """Enables a disabled configuration: its paused deliveries resume in publish
+        order, each with a fresh retry schedule. Enabling an active configuration
+        changes nothing.
+        """
 
 def add_CallbackConfigServiceServicer_to_server(servicer: CallbackConfigServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

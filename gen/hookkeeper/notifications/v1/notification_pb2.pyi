@@ -230,6 +230,10 @@ class Delivery(_message.Message):
         """Every attempt of the retry policy failed."""
         STATE_CANCELLED: Delivery._State.ValueType  # 4
         """Its configuration was deleted before it was delivered."""
+        STATE_PAUSED: Delivery._State.ValueType  # 5
+        """Its configuration is disabled: no attempt is made until it is enabled
+        again, when the delivery resumes with a fresh retry schedule.
+        """
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Where a delivery stands."""
@@ -244,6 +248,10 @@ class Delivery(_message.Message):
     """Every attempt of the retry policy failed."""
     STATE_CANCELLED: Delivery.State.ValueType  # 4
     """Its configuration was deleted before it was delivered."""
+    STATE_PAUSED: Delivery.State.ValueType  # 5
+    """Its configuration is disabled: no attempt is made until it is enabled
+    again, when the delivery resumes with a fresh retry schedule.
+    """
 
     NAME_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
@@ -349,7 +357,10 @@ class DeliveryAttempt(_message.Message):
     transaction_id: _builtins.str
     """The `transactionId` header value sent."""
     attempt_number: _builtins.int
-    """1 for the first attempt of the delivery, then 2, 3, ..."""
+    """1 for the first attempt of the delivery, then 2, 3, ... An entry with 0
+    records no request: the delivery was paused because its configuration
+    is disabled (`error` says why).
+    """
     http_status: _builtins.int
     """The HTTP status answered; 0 when no answer came (timeout, connection
     error, refused address, expired secret).
@@ -918,3 +929,55 @@ class RedeliverNotificationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RedeliverNotificationResponse: _TypeAlias = RedeliverNotificationResponse  # noqa: Y015
+
+@_typing.final
+class RecoverDeliveriesRequest(_message.Message):
+    """Request for RecoverDeliveries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The configuration whose failed deliveries to recover,
+    `partners/{partner}/callbackConfigs/{callback_config}`.
+    """
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Deliveries that ended failed at or after this moment are recovered."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoverDeliveriesRequest: _TypeAlias = RecoverDeliveriesRequest  # noqa: Y015
+
+@_typing.final
+class RecoverDeliveriesResponse(_message.Message):
+    """Response of RecoverDeliveries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECOVERED_COUNT_FIELD_NUMBER: _builtins.int
+    recovered_count: _builtins.int
+    """How many deliveries were queued again."""
+    def __init__(
+        self,
+        *,
+        recovered_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recovered_count", b"recovered_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoverDeliveriesResponse: _TypeAlias = RecoverDeliveriesResponse  # noqa: Y015

@@ -85,6 +85,11 @@ class NotificationServiceStub:
                 request_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RedeliverNotificationRequest.SerializeToString,
                 response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RedeliverNotificationResponse.FromString,
                 _registered_method=True)
+        self.RecoverDeliveries = channel.unary_unary(
+                '/hookkeeper.notifications.v1.NotificationService/RecoverDeliveries',
+                request_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RecoverDeliveriesRequest.SerializeToString,
+                response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RecoverDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
@@ -173,6 +178,16 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecoverDeliveries(self, request, context):
+        """Queues again every delivery of published events to a configuration that
+        ended failed (its retries used up) at or after `since`, each for a new
+        round of attempts with a fresh retry schedule, in publish order. They
+        are signed with the secrets active when they are sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +235,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.RedeliverNotification,
                     request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RedeliverNotificationRequest.FromString,
                     response_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RedeliverNotificationResponse.SerializeToString,
+            ),
+            'RecoverDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecoverDeliveries,
+                    request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RecoverDeliveriesRequest.FromString,
+                    response_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RecoverDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -471,6 +491,33 @@ class NotificationService:
             '/hookkeeper.notifications.v1.NotificationService/RedeliverNotification',
             hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RedeliverNotificationRequest.SerializeToString,
             hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RedeliverNotificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecoverDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hookkeeper.notifications.v1.NotificationService/RecoverDeliveries',
+            hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RecoverDeliveriesRequest.SerializeToString,
+            hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.RecoverDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

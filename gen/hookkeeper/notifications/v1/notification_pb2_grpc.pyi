@@ -80,6 +80,12 @@ class NotificationServiceStub:
     under its event type's retry policy, with the same `transactionId`.
     FAILED_PRECONDITION when it is still pending or was cancelled.
     """
+    RecoverDeliveries: _grpc.UnaryUnaryMultiCallable[_notification_pb2.RecoverDeliveriesRequest, _notification_pb2.RecoverDeliveriesResponse]
+    """Queues again every delivery of published events to a configuration that
+    ended failed (its retries used up) at or after `since`, each for a new
+    round of attempts with a fresh retry schedule, in publish order. They
+    are signed with the secrets active when they are sent.
+    """
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
@@ -132,6 +138,12 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     """Queues a delivered or failed notification for another round of attempts
     under its event type's retry policy, with the same `transactionId`.
     FAILED_PRECONDITION when it is still pending or was cancelled.
+    """
+    RecoverDeliveries: _aio.UnaryUnaryMultiCallable[_notification_pb2.RecoverDeliveriesRequest, _notification_pb2.RecoverDeliveriesResponse]  # type: ignore[assignment]
+    """Queues again every delivery of published events to a configuration that
+    ended failed (its retries used up) at or after `since`, each for a new
+    round of attempts with a fresh retry schedule, in publish order. They
+    are signed with the secrets active when they are sent.
     """
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -236,6 +248,18 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Queues a delivered or failed notification for another round of attempts
         under its event type's retry policy, with the same `transactionId`.
         FAILED_PRECONDITION when it is still pending or was cancelled.
+        """
+
+    @_abc_1.abstractmethod
+    def RecoverDeliveries(
+        self,
+        request: _notification_pb2.RecoverDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.RecoverDeliveriesResponse, _abc.Awaitable[_notification_pb2.RecoverDeliveriesResponse]]:
+        """Queues again every delivery of published events to a configuration that
+        ended failed (its retries used up) at or after `since`, each for a new
+        round of attempts with a fresh retry schedule, in publish order. They
+        are signed with the secrets active when they are sent.
         """
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,7 +27,7 @@ from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1hookkeeper/notifications/v1/secret_rotation.proto\x12\x1bhookkeeper.notifications.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n\x14RefreshSecretRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\x12)\n\x1bkeep_existing_secret_active\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\xae\x01\n\x15RefreshSecretResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x36\n\x12secret_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x1bprevious_secret_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x17SignNotificationRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\x12\x15\n\x07payload\x18\x02 \x01(\x0c\x42\x04\xe2\x41\x01\x02\x12\x33\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"@\n\x18SignNotificationResponse\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t2\x90\x02\n\x15SecretRotationService\x12v\n\rRefreshSecret\x12\x31.hookkeeper.notifications.v1.RefreshSecretRequest\x1a\x32.hookkeeper.notifications.v1.RefreshSecretResponse\x12\x7f\n\x10SignNotification\x12\x34.hookkeeper.notifications.v1.SignNotificationRequest\x1a\x35.hookkeeper.notifications.v1.SignNotificationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1hookkeeper/notifications/v1/secret_rotation.proto\x12\x1bhookkeeper.notifications.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n\x14RefreshSecretRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\x12)\n\x1bkeep_existing_secret_active\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\"\xae\x01\n\x15RefreshSecretResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\x12\x36\n\x12secret_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x1bprevious_secret_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc2\x01\n\x17SignNotificationRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\x12\x15\n\x07payload\x18\x02 \x01(\x0c\x42\x04\xe2\x41\x01\x02\x12\x33\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x18\n\nwebhook_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"@\n\x18SignNotificationResponse\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\"`\n\x1bRevokePreviousSecretRequest\x12\x41\n\x04name\x18\x01 \x01(\tB3\xe2\x41\x01\x02\xfa\x41,\n*hookkeeper.notifications.v1/CallbackConfig\"d\n\x1cRevokePreviousSecretResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x12secret_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\x9e\x03\n\x15SecretRotationService\x12v\n\rRefreshSecret\x12\x31.hookkeeper.notifications.v1.RefreshSecretRequest\x1a\x32.hookkeeper.notifications.v1.RefreshSecretResponse\x12\x7f\n\x10SignNotification\x12\x34.hookkeeper.notifications.v1.SignNotificationRequest\x1a\x35.hookkeeper.notifications.v1.SignNotificationResponse\x12\x8b\x01\n\x14RevokePreviousSecret\x12\x38.hookkeeper.notifications.v1.RevokePreviousSecretRequest\x1a\x39.hookkeeper.notifications.v1.RevokePreviousSecretResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,14 +44,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNNOTIFICATIONREQUEST'].fields_by_name['payload']._serialized_options = b'\342A\001\002'
   _globals['_SIGNNOTIFICATIONREQUEST'].fields_by_name['timestamp']._loaded_options = None
   _globals['_SIGNNOTIFICATIONREQUEST'].fields_by_name['timestamp']._serialized_options = b'\342A\001\001'
+  _globals['_SIGNNOTIFICATIONREQUEST'].fields_by_name['webhook_id']._loaded_options = None
+  _globals['_SIGNNOTIFICATIONREQUEST'].fields_by_name['webhook_id']._serialized_options = b'\342A\001\001'
+  _globals['_REVOKEPREVIOUSSECRETREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_REVOKEPREVIOUSSECRETREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A,\n*hookkeeper.notifications.v1/CallbackConfig'
   _globals['_REFRESHSECRETREQUEST']._serialized_start=176
   _globals['_REFRESHSECRETREQUEST']._serialized_end=308
   _globals['_REFRESHSECRETRESPONSE']._serialized_start=311
   _globals['_REFRESHSECRETRESPONSE']._serialized_end=485
   _globals['_SIGNNOTIFICATIONREQUEST']._serialized_start=488
-  _globals['_SIGNNOTIFICATIONREQUEST']._serialized_end=656
-  _globals['_SIGNNOTIFICATIONRESPONSE']._serialized_start=658
-  _globals['_SIGNNOTIFICATIONRESPONSE']._serialized_end=722
-  _globals['_SECRETROTATIONSERVICE']._serialized_start=725
-  _globals['_SECRETROTATIONSERVICE']._serialized_end=997
+  _globals['_SIGNNOTIFICATIONREQUEST']._serialized_end=682
+  _globals['_SIGNNOTIFICATIONRESPONSE']._serialized_start=684
+  _globals['_SIGNNOTIFICATIONRESPONSE']._serialized_end=748
+  _globals['_REVOKEPREVIOUSSECRETREQUEST']._serialized_start=750
+  _globals['_REVOKEPREVIOUSSECRETREQUEST']._serialized_end=846
+  _globals['_REVOKEPREVIOUSSECRETRESPONSE']._serialized_start=848
+  _globals['_REVOKEPREVIOUSSECRETRESPONSE']._serialized_end=948
+  _globals['_SECRETROTATIONSERVICE']._serialized_start=951
+  _globals['_SECRETROTATIONSERVICE']._serialized_end=1365
 # @@protoc_insertion_point(module_scope)

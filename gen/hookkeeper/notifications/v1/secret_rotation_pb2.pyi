@@ -97,10 +97,16 @@ class SignNotificationRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
+    WEBHOOK_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name of the configuration whose secrets sign."""
     payload: _builtins.bytes
     """The exact bytes of the notification body that will be sent."""
+    webhook_id: _builtins.str
+    """The `webhook-id` to sign, for a configuration using
+    SIGNATURE_SCHEME_STANDARD_WEBHOOKS (required there, up to 128 printable
+    characters); ignored for SIGNATURE_SCHEME_EXPEDIA_V2.
+    """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
         """The send time to sign; the server's current time when not set. Its
@@ -113,10 +119,11 @@ class SignNotificationRequest(_message.Message):
         name: _builtins.str = ...,
         payload: _builtins.bytes = ...,
         timestamp: _timestamp_pb2.Timestamp | None = ...,
+        webhook_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payload", b"payload", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "payload", b"payload", "timestamp", b"timestamp", "webhook_id", b"webhook_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -133,11 +140,16 @@ class SignNotificationResponse(_message.Message):
     timestamp: _builtins.str
     """Epoch milliseconds, as a decimal string: the value to send in the
     `x-eg-notification-timestamp` header (it is part of what was signed).
+    For SIGNATURE_SCHEME_STANDARD_WEBHOOKS: Unix seconds, the value of the
+    `webhook-timestamp` header.
     """
     signature: _builtins.str
     """The complete `x-eg-notification-signature-v2` header value:
     `sha256=` then the Base64 HMAC-SHA256 of `timestamp + "." + payload`
-    under each active secret, newest first, comma-separated.
+    under each active secret, newest first, comma-separated. For
+    SIGNATURE_SCHEME_STANDARD_WEBHOOKS: the `webhook-signature` header,
+    `v1,<Base64 HMAC-SHA256 of "id.timestamp.payload">` per active secret,
+    newest first, space-separated.
     """
     def __init__(
         self,
@@ -152,3 +164,55 @@ class SignNotificationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SignNotificationResponse: _TypeAlias = SignNotificationResponse  # noqa: Y015
+
+@_typing.final
+class RevokePreviousSecretRequest(_message.Message):
+    """Request for RevokePreviousSecret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the configuration,
+    `partners/{partner}/callbackConfigs/{callback_config}`.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokePreviousSecretRequest: _TypeAlias = RevokePreviousSecretRequest  # noqa: Y015
+
+@_typing.final
+class RevokePreviousSecretResponse(_message.Message):
+    """Response of RevokePreviousSecret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SECRET_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the configuration whose previous secret was revoked."""
+    @_builtins.property
+    def secret_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the current secret (now the only one signing) expires."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        secret_expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["secret_expire_time", b"secret_expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "secret_expire_time", b"secret_expire_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokePreviousSecretResponse: _TypeAlias = RevokePreviousSecretResponse  # noqa: Y015

@@ -50,6 +50,11 @@ class SecretRotationServiceStub:
                 request_serializer=hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.SignNotificationRequest.SerializeToString,
                 response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.SignNotificationResponse.FromString,
                 _registered_method=True)
+        self.RevokePreviousSecret = channel.unary_unary(
+                '/hookkeeper.notifications.v1.SecretRotationService/RevokePreviousSecret',
+                request_serializer=hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.RevokePreviousSecretRequest.SerializeToString,
+                response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.RevokePreviousSecretResponse.FromString,
+                _registered_method=True)
 
 
 class SecretRotationServiceServicer:
@@ -84,6 +89,16 @@ class SecretRotationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokePreviousSecret(self, request, context):
+        """Ends a rotation's overlap early: the previous secret, still active
+        beside the current one, stops signing at once (for a leaked secret).
+        Answers FAILED_PRECONDITION, changing nothing, when no previous secret
+        is active.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecretRotationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +111,11 @@ def add_SecretRotationServiceServicer_to_server(servicer, server):
                     servicer.SignNotification,
                     request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.SignNotificationRequest.FromString,
                     response_serializer=hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.SignNotificationResponse.SerializeToString,
+            ),
+            'RevokePreviousSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokePreviousSecret,
+                    request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.RevokePreviousSecretRequest.FromString,
+                    response_serializer=hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.RevokePreviousSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -158,6 +178,33 @@ class SecretRotationService:
             '/hookkeeper.notifications.v1.SecretRotationService/SignNotification',
             hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.SignNotificationRequest.SerializeToString,
             hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.SignNotificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokePreviousSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hookkeeper.notifications.v1.SecretRotationService/RevokePreviousSecret',
+            hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.RevokePreviousSecretRequest.SerializeToString,
+            hookkeeper_dot_notifications_dot_v1_dot_secret__rotation__pb2.RevokePreviousSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

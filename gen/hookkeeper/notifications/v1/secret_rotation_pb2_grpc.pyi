@@ -54,6 +54,12 @@ class SecretRotationServiceStub:
     `x-eg-notification-signature-v2` header. Answers FAILED_PRECONDITION when
     the configuration has no active secret (its secret expired).
     """
+    RevokePreviousSecret: _grpc.UnaryUnaryMultiCallable[_secret_rotation_pb2.RevokePreviousSecretRequest, _secret_rotation_pb2.RevokePreviousSecretResponse]
+    """Ends a rotation's overlap early: the previous secret, still active
+    beside the current one, stops signing at once (for a leaked secret).
+    Answers FAILED_PRECONDITION, changing nothing, when no previous secret
+    is active.
+    """
 
 @_typing.type_check_only
 class SecretRotationServiceAsyncStub(SecretRotationServiceStub):
@@ -80,6 +86,12 @@ class SecretRotationServiceAsyncStub(SecretRotationServiceStub):
     configuration and returns the value of the
     `x-eg-notification-signature-v2` header. Answers FAILED_PRECONDITION when
     the configuration has no active secret (its secret expired).
+    """
+    RevokePreviousSecret: _aio.UnaryUnaryMultiCallable[_secret_rotation_pb2.RevokePreviousSecretRequest, _secret_rotation_pb2.RevokePreviousSecretResponse]  # type: ignore[assignment]
+    """Ends a rotation's overlap early: the previous secret, still active
+    beside the current one, stops signing at once (for a leaked secret).
+    Answers FAILED_PRECONDITION, changing nothing, when no previous secret
+    is active.
     """
 
 class SecretRotationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +128,18 @@ class SecretRotationServiceServicer(metaclass=_abc_1.ABCMeta):
         configuration and returns the value of the
         `x-eg-notification-signature-v2` header. Answers FAILED_PRECONDITION when
         the configuration has no active secret (its secret expired).
+        """
+
+    @_abc_1.abstractmethod
+    def RevokePreviousSecret(
+        self,
+        request: _secret_rotation_pb2.RevokePreviousSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_secret_rotation_pb2.RevokePreviousSecretResponse, _abc.Awaitable[_secret_rotation_pb2.RevokePreviousSecretResponse]]:
+        """Ends a rotation's overlap early: the previous secret, still active
+        beside the current one, stops signing at once (for a leaked secret).
+        Answers FAILED_PRECONDITION, changing nothing, when no previous secret
+        is active.
         """
 
 def add_SecretRotationServiceServicer_to_server(servicer: SecretRotationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -70,3 +70,17 @@ class CallbackConfigServicer(pb_grpc.CallbackConfigServiceServicer):
         name = parse_config(request.name)
         await self._configs.delete(name)
         return pb.DeleteCallbackConfigResponse(name=str(name))
+
+    async def DisableCallbackConfig(
+        self, request: pb.DisableCallbackConfigRequest, context: Context
+    ) -> pb.DisableCallbackConfigResponse:
+        """Disables a configuration: no attempts, deliveries paused, one e-mail."""
+        config = await self._configs.disable(parse_config(request.name))
+        return pb.DisableCallbackConfigResponse(callback_config=config_message(config))
+
+    async def EnableCallbackConfig(
+        self, request: pb.EnableCallbackConfigRequest, context: Context
+    ) -> pb.EnableCallbackConfigResponse:
+        """Enables a configuration: its paused deliveries resume in publish order."""
+        config = await self._configs.enable(parse_config(request.name))
+        return pb.EnableCallbackConfigResponse(callback_config=config_message(config))

@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
-from hookkeeper.service.api.convert import timestamp
+from hookkeeper.service.api.convert import from_timestamp, timestamp
 from hookkeeper.service.app.notifications import Notifications
 from hookkeeper.service.domain import event_types, paging
 from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
@@ -43,6 +43,7 @@ _STATES: dict[str, pb.Delivery.State.ValueType] = {
     DeliveryState.DELIVERED: pb.Delivery.STATE_DELIVERED,
     DeliveryState.FAILED: pb.Delivery.STATE_FAILED,
     DeliveryState.CANCELLED: pb.Delivery.STATE_CANCELLED,
+    DeliveryState.PAUSED: pb.Delivery.STATE_PAUSED,
 }
 
 
@@ -236,3 +237,13 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
         name = parse_delivery(request.name)
         record = await self._notifications.redeliver(name)
         return pb.RedeliverNotificationResponse(delivery=delivery_message(record))
+
+    async def RecoverDeliveries(
+        self, request: pb.RecoverDeliveriesRequest, context: Context
+    ) -> pb.RecoverDeliveriesResponse:
+        """Queues again the configuration's deliveries that failed since a moment."""
+        name = parse_config(request.name)
+        if not request.HasField("since"):
+            raise invalid("since", "is required: deliveries that failed at or after it recover")
+        count = await self._notifications.recover(name, from_timestamp(request.since, "since"))
+        return pb.RecoverDeliveriesResponse(recovered_count=count)

@@ -40,7 +40,18 @@ class SecretRotationServicer(pb_grpc.SecretRotationServiceServicer):
     ) -> pb.SignNotificationResponse:
         """Signs a payload with every active secret of the configuration."""
         at = from_timestamp(request.timestamp) if request.HasField("timestamp") else None
-        signature = await self._rotation.sign(parse_config(request.name), request.payload, at)
+        signature = await self._rotation.sign(
+            parse_config(request.name), request.payload, at, request.webhook_id
+        )
         return pb.SignNotificationResponse(
             timestamp=signature.timestamp, signature=signature.header
+        )
+
+    async def RevokePreviousSecret(
+        self, request: pb.RevokePreviousSecretRequest, context: Context
+    ) -> pb.RevokePreviousSecretResponse:
+        """Ends the overlap: the previous secret stops signing at once."""
+        revoked = await self._rotation.revoke_previous(parse_config(request.name))
+        return pb.RevokePreviousSecretResponse(
+            name=str(revoked.name), secret_expire_time=timestamp(revoked.secret_expire_time)
         )

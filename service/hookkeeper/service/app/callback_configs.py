@@ -8,16 +8,17 @@ from datetime import datetime
 from typing import TypedDict
 
 from hookkeeper.service.app import audit as trail
-from hookkeeper.service.app import delivery_hooks
+from hookkeeper.service.app import delivery_hooks, endpoint_health
 from hookkeeper.service.app.config_cache import read_through
 from hookkeeper.service.app.context import AppContext, api_key_aad, secret_aad
+from hookkeeper.service.app.secret_rotation import new_secret
 from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.domain import audit, paging
 from hookkeeper.service.domain import callback_config as rules
 from hookkeeper.service.domain.callback_config import CallbackConfig, ConfigFields
+from hookkeeper.service.domain.endpoint_health import MANUAL_REASON
 from hookkeeper.service.domain.errors import NotFound
 from hookkeeper.service.domain.names import ConfigName, new_config_id
-from hookkeeper.service.domain.secrets import generate_secret
 from hookkeeper.service.store import callback_configs as store
 from hookkeeper.service.store.change_feed import announce
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
@@ -46,6 +47,11 @@ def to_domain(record: ConfigRecord) -> CallbackConfig:
         secret_expire_time=record.secret_expire_time,
         create_time=record.create_time,
         update_time=record.update_time,
+        signature_scheme=record.signature_scheme,
+        state=record.state,
+        disable_reason=record.disable_reason,
+        disable_time=record.disable_time,
+        max_deliveries_per_second=record.max_deliveries_per_second,
     )
 
 
@@ -63,7 +69,7 @@ class CallbackConfigs:
         rules.validate_new(values, allow_insecure=self._ctx.policy.allow_insecure_callbacks)
         now = self._ctx.clock()
         config_id = new_config_id()
-        secret = generate_secret()
+        secret = new_secret(values.scheme)
         secret_id = str(uuid.uuid4())
         expire_time = now + self._ctx.policy.secret_validity
         keyring = self._ctx.keyring
@@ -77,6 +83,8 @@ class CallbackConfigs:
             secret_expire_time=expire_time,
             create_time=now,
             update_time=now,
+            signature_scheme=values.scheme,
+            max_deliveries_per_second=values.max_deliveries_per_second,
         )
         secret_record = SecretRecord(
             id=secret_id,
@@ -150,6 +158,12 @@ class CallbackConfigs:
             record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
             if record is None:
                 raise NotFound(str(name))
+            if not mask or "signature_scheme" in mask or mask == ["*"]:
+                rules.check_scheme_unchanged(
+                    record.signature_scheme,
+                    given.signature_scheme,
+                    "callback_config.signature_scheme",
+                )
             changes = _column_values(self._ctx, record.id, given, names)
             if not changes:
                 return to_domain(record)
@@ -165,6 +179,36 @@ class CallbackConfigs:
         updated = replace(record, **changes)
         self._ctx.invalidate(record.id)
         return to_domain(updated)
+
+    async def disable(self, name: ConfigName) -> CallbackConfig:
+        """Disables the configuration by request (see app/endpoint_health.py)."""
+        async with self._ctx.database.write() as conn:
+            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+            if record is None:
+                raise NotFound(str(name))
+            await endpoint_health.disable(conn, record.id, MANUAL_REASON, self._ctx.clock())
+            record = await store.get_config(conn, name.partner_id, name.config_id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.CONFIG_DISABLE, str(name), name.partner_id)
+            )
+        self._ctx.invalidate(name.config_id)
+        assert record is not None
+        return to_domain(record)
+
+    async def enable(self, name: ConfigName) -> CallbackConfig:
+        """Enables the configuration; its paused deliveries resume."""
+        async with self._ctx.database.write() as conn:
+            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+            if record is None:
+                raise NotFound(str(name))
+            await endpoint_health.enable(conn, record.id, self._ctx.clock())
+            record = await store.get_config(conn, name.partner_id, name.config_id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.CONFIG_ENABLE, str(name), name.partner_id)
+            )
+        self._ctx.invalidate(name.config_id)
+        assert record is not None
+        return to_domain(record)
 
     async def delete(self, name: ConfigName) -> None:
         """Deletes the configuration and its secrets; NotFound when absent."""
@@ -189,6 +233,7 @@ class _Changes(TypedDict, total=False):
     request_timeout_seconds: int
     api_key: Sealed
     update_time: datetime
+    max_deliveries_per_second: int | None
 
 
 def _column_values(
@@ -201,6 +246,8 @@ def _column_values(
         values["contact_email"] = given.contact_email
     if "request_timeout_seconds" in names:
         values["request_timeout_seconds"] = given.timeout
+    if "max_deliveries_per_second" in names:
+        values["max_deliveries_per_second"] = given.max_deliveries_per_second
     if "api_key" in names:
         values["api_key"] = ctx.keyring.seal(given.api_key.encode(), api_key_aad(config_id))
     return values

@@ -28,6 +28,8 @@ class Policy:
 
     allow_insecure_callbacks: bool = False
     secret_validity: timedelta = timedelta(days=365)
+    # A configuration whose every attempt failed this long is disabled.
+    disable_after: timedelta = timedelta(hours=120)
 
 
 @dataclass(frozen=True)

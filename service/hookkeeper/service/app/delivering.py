@@ -14,11 +14,11 @@ from hookkeeper.service.app.context import AppContext, api_key_aad
 from hookkeeper.service.app.secret_rotation import SecretRotation
 from hookkeeper.service.crypto.keyring import KeyringError
 from hookkeeper.service.delivery.http import Answer, Sender
-from hookkeeper.service.domain import envelope, event_types, retry
+from hookkeeper.service.domain import envelope, event_types, retry, throttling
 from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
-from hookkeeper.service.domain.errors import FailedPrecondition, NotFound
+from hookkeeper.service.domain.endpoint_health import GONE_STATUS
+from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
-from hookkeeper.service.domain.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from hookkeeper.service.store.records import (
     AttemptRecord,
     ClaimedDelivery,
@@ -35,6 +35,8 @@ class Settlement:
     round_failures: int
     next_attempt_time: datetime | None
     last_error: str | None
+    # Until when a 429/503 Retry-After holds the whole configuration.
+    hold_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,21 @@ def policy_of(claimed: ClaimedDelivery) -> event_types.RetryPolicy:
 
 
 def settle(claimed: ClaimedDelivery, answer: Answer, now: datetime, *, scale: float) -> Settlement:
-    """Delivered on 2xx; otherwise retried per policy or failed for good."""
+    """Delivered on 2xx; paused by a 410 Gone (the configuration is disabled
+    with it, and the delivery resumes when it is enabled); otherwise retried
+    per policy, no earlier than a 429/503's Retry-After, or failed for good."""
     if answer.succeeded:
         return Settlement(DeliveryState.DELIVERED, claimed.delivery.round_failures, None, None)
     failures = claimed.delivery.round_failures + 1
+    if answer.http_status == GONE_STATUS and claimed.delivery.kind == DeliveryKind.EVENT:
+        return Settlement(DeliveryState.PAUSED, 0, None, answer.error)
+    hold = throttling.hold_until(answer.http_status, answer.retry_after, now)
     following = retry.next_attempt_time(policy_of(claimed), failures, now, scale=scale)
     if following is None:
-        return Settlement(DeliveryState.FAILED, failures, None, answer.error)
-    return Settlement(DeliveryState.PENDING, failures, following, answer.error)
+        return Settlement(DeliveryState.FAILED, failures, None, answer.error, hold)
+    if hold is not None:
+        following = max(following, hold)
+    return Settlement(DeliveryState.PENDING, failures, following, answer.error, hold)
 
 
 class Deliverer:
@@ -128,18 +137,19 @@ class Deliverer:
         if claimed.event is None:
             return Answer(0, 0, "the event of this delivery no longer exists")
         body = body_of(claimed.event)
+        # Standard Webhooks' webhook-id: the transactionId, the same on every retry.
+        webhook_id = delivery.transaction_id
         try:
             async with self._db_slots:
                 signature = await self._secrets.sign(
-                    ConfigName(delivery.partner_id, target.config_id), body, None
+                    ConfigName(delivery.partner_id, target.config_id), body, None, webhook_id
                 )
-        except FailedPrecondition as error:
+        except (FailedPrecondition, InvalidArgument) as error:
             return Answer(0, 0, str(error))
         except NotFound:
             return Answer(0, 0, "the callback configuration no longer exists")
         headers["Content-Type"] = "application/json"
-        headers[TIMESTAMP_HEADER] = signature.timestamp
-        headers[SIGNATURE_HEADER] = signature.header
+        headers.update(signature.headers(webhook_id))
         return await self._sender.request(
             "POST",
             target.callback_url,
@@ -151,6 +161,11 @@ class Deliverer:
     async def attempt(self, claimed: ClaimedDelivery) -> Outcome:
         """Makes one attempt of a claimed delivery (never raises for the
         partner's failures; they become the attempt's error)."""
+        if claimed.send_at is not None:
+            # A reserved slot of the configuration's per-second cap.
+            wait = (claimed.send_at - self._ctx.clock()).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
         start = self._ctx.clock()
         if claimed.target is None:
             answer = Answer(0, 0, "the callback configuration no longer exists")

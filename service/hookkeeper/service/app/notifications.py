@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +28,7 @@ from hookkeeper.service.domain.errors import (
 from hookkeeper.service.domain.names import ConfigName, parse_config
 from hookkeeper.service.store import attempts, delivery_queue, events, subscriptions
 from hookkeeper.service.store import callback_configs as config_store
+from hookkeeper.service.store import endpoint_health as endpoint_store
 from hookkeeper.service.store.records import (
     AttemptRecord,
     ClaimedDelivery,
@@ -295,6 +297,21 @@ class Notifications:
             token = self._ctx.page_tokens.encode(cursor, scope)
         return page, token
 
+    async def recover(self, name: ConfigName, since: datetime) -> int:
+        """Queues again, in publish order and each with a fresh retry
+        schedule, every delivery of events to the configuration that ended
+        failed at or after ``since``; how many."""
+        async with self._ctx.database.write() as conn:
+            if await config_store.get_config(conn, name.partner_id, name.config_id) is None:
+                raise NotFound(str(name))
+            ids = await endpoint_store.failed_since(conn, name.config_id, since)
+            count = await endpoint_store.requeue_in_order(
+                conn, ids, self._ctx.clock(), from_state=DeliveryState.FAILED
+            )
+        if count:
+            self._wake()
+        return count
+
     async def redeliver(self, name: DeliveryName) -> DeliveryRecord:
         """Starts a new round of attempts for a delivered or failed notification."""
         assert name.delivery_id is not None
@@ -305,6 +322,10 @@ class Notifications:
                 raise NotFound(str(name))
             if found.state == DeliveryState.PENDING:
                 raise FailedPrecondition(f"{name} is still pending delivery")
+            if found.state == DeliveryState.PAUSED:
+                raise FailedPrecondition(
+                    f"{name} is paused: its callback configuration is disabled; enable it"
+                )
             if found.state == DeliveryState.CANCELLED:
                 raise FailedPrecondition(
                     f"{name} was cancelled: its callback configuration was deleted"

@@ -11,7 +11,10 @@ from hookkeeper.service.app.config_cache import read_through
 from hookkeeper.service.app.context import AppContext, secret_aad
 from hookkeeper.service.domain import audit, signing
 from hookkeeper.service.domain import secrets as lifecycle
-from hookkeeper.service.domain.errors import FailedPrecondition, NotFound
+from hookkeeper.service.domain import standard_webhooks as swh
+from hookkeeper.service.domain.callback_config import STANDARD_WEBHOOKS
+from hookkeeper.service.domain.envelope import check_event_id
+from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store import callback_configs as store
 from hookkeeper.service.store.change_feed import announce
@@ -32,11 +35,36 @@ class Refreshed:
 
 
 @dataclass(frozen=True)
+class Revoked:
+    """The outcome of a revocation: the current secret signs alone."""
+
+    name: ConfigName
+    secret_expire_time: datetime
+
+
+@dataclass(frozen=True)
 class Signature:
     """What a sender puts in the timestamp and signature headers."""
 
     timestamp: str
     header: str
+    # EXPEDIA_V2 or STANDARD_WEBHOOKS: which headers the two values go in.
+    scheme: str = "EXPEDIA_V2"
+
+    def headers(self, webhook_id: str) -> dict[str, str]:
+        """The request headers that carry this signature."""
+        if self.scheme == STANDARD_WEBHOOKS:
+            return {
+                swh.ID_HEADER: webhook_id,
+                swh.TIMESTAMP_HEADER: self.timestamp,
+                swh.SIGNATURE_HEADER: self.header,
+            }
+        return {signing.TIMESTAMP_HEADER: self.timestamp, signing.SIGNATURE_HEADER: self.header}
+
+
+def new_secret(scheme: str) -> str:
+    """A fresh secret in the scheme's format."""
+    return swh.generate_secret() if scheme == STANDARD_WEBHOOKS else lifecycle.generate_secret()
 
 
 def _period(record: SecretRecord) -> lifecycle.SecretPeriod:
@@ -55,9 +83,10 @@ class SecretRotation:
         """Issues a new secret under a row lock so concurrent refreshes serialise."""
         config_id = name.config_id
         async with self._ctx.database.write() as conn:
-            records = await store.lock_with_secrets(conn, name.partner_id, config_id)
-            if records is None:
+            locked = await store.lock_with_secrets(conn, name.partner_id, config_id)
+            if locked is None:
                 raise NotFound(str(name))
+            scheme, records = locked
             # The clock is read after the lock: a queued refresh plans against
             # the state the previous one left.
             now = self._ctx.clock()
@@ -75,7 +104,7 @@ class SecretRotation:
             await store.retire_secrets(
                 conn, {k: v for k, v in plan.retirements.items() if k not in ended}
             )
-            secret = lifecycle.generate_secret()
+            secret = new_secret(scheme)
             secret_id = str(uuid.uuid4())
             await store.insert_secret(
                 conn,
@@ -100,11 +129,39 @@ class SecretRotation:
         self._ctx.invalidate(config_id)
         return Refreshed(name, secret, plan.new_expire_time, plan.previous_end_time)
 
-    async def sign(self, name: ConfigName, payload: bytes, at: datetime | None) -> Signature:
-        """Signs ``payload`` with every secret active at the send time."""
+    async def revoke_previous(self, name: ConfigName) -> Revoked:
+        """Ends the overlap now: the previous secret is deleted (it can never
+        sign again), under the same row lock as refreshes."""
+        async with self._ctx.database.write() as conn:
+            locked = await store.lock_with_secrets(conn, name.partner_id, name.config_id)
+            if locked is None:
+                raise NotFound(str(name))
+            _, records = locked
+            now = self._ctx.clock()
+            periods = [_period(r) for r in records]
+            ended = lifecycle.plan_revoke(periods, now)
+            current = lifecycle.active_newest_first(periods, now)[0]
+            await store.delete_secrets(conn, ended)
+            await store.update_config(conn, name.config_id, {"update_time": now})
+            await announce(conn, name.config_id)
+            await trail.record(
+                self._ctx, conn, audit.Draft(audit.SECRET_REVOKE, str(name), name.partner_id)
+            )
+        self._ctx.invalidate(name.config_id)
+        return Revoked(name, current.expire_time)
+
+    async def sign(
+        self, name: ConfigName, payload: bytes, at: datetime | None, webhook_id: str = ""
+    ) -> Signature:
+        """Signs ``payload`` with every secret active at the send time, in the
+        configuration's scheme (Standard Webhooks needs ``webhook_id``)."""
         now = self._ctx.clock()
         moment = at or now
-        records = await self._live_secrets(name, now)
+        scheme, records = await self._live_secrets(name, now)
+        if scheme == STANDARD_WEBHOOKS:
+            violation = check_event_id(webhook_id, "webhook_id")
+            if violation is not None:
+                raise InvalidArgument([violation])
         active = lifecycle.active_newest_first([_period(r) for r in records], now)
         if not active:
             raise FailedPrecondition(
@@ -112,19 +169,25 @@ class SecretRotation:
             )
         by_id = {r.id: r for r in records}
         secrets = [self._open(by_id[p.secret_id]) for p in active]
-        timestamp = signing.epoch_millis(moment)
         trail.AuditTrail(self._ctx).count_sign(str(name), name.partner_id)
-        return Signature(timestamp, signing.sign(secrets, timestamp, payload))
+        if scheme == STANDARD_WEBHOOKS:
+            timestamp = swh.unix_seconds(moment)
+            header = swh.sign(secrets, webhook_id, timestamp, payload)
+            return Signature(timestamp, header, scheme)
+        timestamp = signing.epoch_millis(moment)
+        return Signature(timestamp, signing.sign(secrets, timestamp, payload), scheme)
 
-    async def _live_secrets(self, name: ConfigName, now: datetime) -> list[SecretRecord]:
-        async def load() -> list[SecretRecord]:
+    async def _live_secrets(
+        self, name: ConfigName, now: datetime
+    ) -> tuple[str, list[SecretRecord]]:
+        async def load() -> tuple[str, list[SecretRecord]]:
             async with self._ctx.database.read() as conn:
-                exists, records = await store.live_secrets(
+                scheme, records = await store.live_secrets(
                     conn, name.partner_id, name.config_id, now
                 )
-            if not exists:
+            if scheme is None:
                 raise NotFound(str(name))
-            return records
+            return scheme, records
 
         key = ("secrets", name.partner_id, name.config_id)
         return await read_through(self._ctx.cache, key, load)

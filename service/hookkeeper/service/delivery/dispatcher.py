@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from hookkeeper.service import telemetry
+from hookkeeper.service.app import audit as trail
+from hookkeeper.service.app import endpoint_health
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
+from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store import attempts, delivery_queue, gauges
+from hookkeeper.service.store.endpoint_health import Admission
 from hookkeeper.service.store.records import (
     ClaimedDelivery,
 )
@@ -46,6 +50,12 @@ class DispatcherOptions:
     # Attempts signing (reading secrets) at once: below the connection pool's
     # size, so concurrency never overflows the pool.
     db_concurrency: int = 16
+
+
+def _record_admission(admission: Admission) -> None:
+    telemetry.record_paused(admission.paused)
+    telemetry.record_throttled("retry_after", admission.held)
+    telemetry.record_throttled("rate_limit", admission.rate_deferred)
 
 
 def dispatcher_id() -> str:
@@ -86,6 +96,7 @@ class Dispatcher:
                 owner=self.owner,
                 token=token,
                 lease_margin=self._options.lease_margin,
+                on_admission=_record_admission,
             )
 
     async def _one(self, claimed: ClaimedDelivery) -> None:
@@ -175,6 +186,23 @@ class Dispatcher:
                     for o in batch
                 ],
             )
+            disabled = await endpoint_health.after_attempts(
+                conn, batch, now, self._ctx.policy.disable_after
+            )
+            if disabled:
+                # Last in the transaction (the trail's append lock), as the dispatcher.
+                await trail.record(
+                    self._ctx,
+                    conn,
+                    *[
+                        audit.Draft(audit.CONFIG_DISABLE, str(name), name.partner_id)
+                        for name in disabled
+                    ],
+                    actor="dispatcher",
+                )
+        for name in disabled:
+            _log.warning("callback configuration %s disabled by its attempts' outcomes", name)
+            self._ctx.invalidate(name.config_id)
 
     async def _report_queue(self, stop: asyncio.Event) -> None:
         """Feeds the queue gauges every few seconds (only when metrics are on):

@@ -25,6 +25,7 @@ from aiohttp.resolver import DefaultResolver
 
 from hookkeeper.service import telemetry
 from hookkeeper.service.domain.addresses import forbidden_reason
+from hookkeeper.service.domain.throttling import THROTTLE_STATUSES
 
 USER_AGENT = "Hookkeeper-Notifications/1.0"
 # What is read of an answer: enough to keep the connection reusable for
@@ -68,6 +69,8 @@ class Answer:
     http_status: int
     latency_ms: int
     error: str
+    # The Retry-After header of a 429 or 503 answer, as sent.
+    retry_after: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -148,6 +151,9 @@ class Sender:
                 if not response.content.at_eof():
                     response.close()
                 status = response.status
+                retry_after = (
+                    response.headers.get("Retry-After") if status in THROTTLE_STATUSES else None
+                )
         except TimeoutError:
             return Answer(0, elapsed(), f"no answer within {timeout_seconds:g}s")
         except aiohttp.ClientConnectorError as error:
@@ -160,7 +166,8 @@ class Sender:
             return Answer(0, elapsed(), text[:500])
         if 200 <= status < 300:
             return Answer(status, elapsed(), "")
-        return Answer(status, elapsed(), f"the callback answered HTTP {status}")
+        failure = f"the callback answered HTTP {status}"
+        return Answer(status, elapsed(), failure, retry_after[:100] if retry_after else None)
 
     async def close(self) -> None:
         """Closes the connection pool."""

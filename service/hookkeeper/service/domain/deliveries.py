@@ -7,13 +7,16 @@ from enum import StrEnum
 
 class DeliveryState(StrEnum):
     """Where a delivery stands. PENDING is the only state the dispatcher
-    works on; the other three are final until a redelivery starts a new
-    round."""
+    works on; DELIVERED, FAILED and CANCELLED are final until a redelivery
+    starts a new round; PAUSED waits for its configuration to be enabled."""
 
     PENDING = "PENDING"
     DELIVERED = "DELIVERED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # Its configuration is disabled: kept, not attempted, until it is enabled
+    # (then PENDING again with a fresh retry schedule).
+    PAUSED = "PAUSED"
 
 
 class DeliveryKind(StrEnum):

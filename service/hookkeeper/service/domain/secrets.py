@@ -119,3 +119,15 @@ def ended_after(periods: list[SecretPeriod], plan: RefreshPlan, now: datetime) -
         for p in periods
         if is_ended(replace(p, retire_time=plan.retirements.get(p.secret_id, p.retire_time)), now)
     ]
+
+
+def plan_revoke(periods: list[SecretPeriod], now: datetime) -> list[str]:
+    """Ids of the secrets a revocation ends now: every active secret but the
+    newest (the current one). FailedPrecondition, with nothing to change,
+    when no previous secret is active."""
+    active = active_newest_first(periods, now)
+    if len(active) < 2:
+        raise FailedPrecondition(
+            "there is no previous secret to revoke: only the current secret is active"
+        )
+    return [p.secret_id for p in active[1:]]

@@ -21,7 +21,10 @@ from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.expiry_warnings import HORIZON, Backoff, due_threshold
 from hookkeeper.service.domain.names import ConfigName
+from hookkeeper.service.mail.disable_notice import DisableFacts
+from hookkeeper.service.mail.disable_notice import compose as compose_notice
 from hookkeeper.service.mail.message import WarningFacts, compose
+from hookkeeper.service.store import endpoint_health as notice_store
 from hookkeeper.service.store import expiry_warnings as store
 from hookkeeper.service.store.records import ClaimedWarning
 
@@ -85,7 +88,52 @@ class ExpiryMailer:
                 sent += await self._send(claim)
             if len(claims) < self._batch_size:
                 break
+        return sent + await self.send_notices(stop)
+
+    async def send_notices(self, stop: asyncio.Event | None = None) -> int:
+        """Sends the due disable notices (each exactly once: its row is
+        written in the same transaction as the disablement); how many went."""
+        sent = 0
+        while stop is None or not stop.is_set():
+            async with self._ctx.database.write() as conn:
+                claims = await notice_store.claim_notices(
+                    conn, self._ctx.clock(), self._lease, self._batch_size
+                )
+            for claim in claims:
+                sent += await self._send_notice(claim)
+            if len(claims) < self._batch_size:
+                break
         return sent
+
+    async def _send_notice(self, claim: notice_store.ClaimedNotice) -> int:
+        facts = DisableFacts(
+            name=ConfigName(claim.partner_id, claim.callback_config_id),
+            callback_url=claim.callback_url,
+            contact_email=claim.contact_email,
+            reason=claim.reason,
+            disable_time=claim.create_time,
+        )
+        try:
+            await self._transport.send(compose_notice(facts, self._mail_from, self._ctx.clock()))
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            retry_at = self._ctx.clock() + self._backoff.delay(claim.attempts)
+            reason = f"{error.__class__.__name__}: {error}"
+            _log.warning(
+                "disable notice for %s failed on attempt %d, retrying at %s: %s",
+                facts.name,
+                claim.attempts,
+                retry_at.isoformat(),
+                reason,
+            )
+            async with self._ctx.database.write() as conn:
+                await notice_store.mark_notice_failed(conn, claim, retry_at, reason)
+            return 0
+        async with self._ctx.database.write() as conn:
+            recorded = await notice_store.mark_notice_sent(conn, claim, self._ctx.clock())
+        if not recorded:
+            _log.warning("disable notice for %s was re-claimed during its send", facts.name)
+        _log.info("sent the disable notice for %s", facts.name)
+        return 1
 
     async def schedule(self, now: datetime) -> int:
         """Records a pending warning for every current secret with a threshold due."""

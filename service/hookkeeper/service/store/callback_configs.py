@@ -44,12 +44,16 @@ _LIST_SECRETS = select(callback_secrets).where(
     _secrets.callback_config_id == bindparam("config_id")
 )
 _LOCK_CONFIG = (
-    select(_configs.id)
+    select(_configs.id, _configs.signature_scheme)
     .where(_configs.id == bindparam("config_id"), _configs.partner_id == bindparam("partner_id"))
     .with_for_update()
 )
 _LIVE_SECRETS = (
-    select(_configs.id.label("config_exists"), callback_secrets)
+    select(
+        _configs.id.label("config_exists"),
+        _configs.signature_scheme.label("config_scheme"),
+        callback_secrets,
+    )
     .select_from(
         callback_configs.outerjoin(
             callback_secrets,
@@ -76,6 +80,11 @@ def _config(row: Row[Any]) -> ConfigRecord:
         secret_expire_time=m["secret_expire_time"],
         create_time=m["create_time"],
         update_time=m["update_time"],
+        signature_scheme=m["signature_scheme"],
+        state=m["state"],
+        disable_reason=m["disable_reason"],
+        disable_time=m["disable_time"],
+        max_deliveries_per_second=m["max_deliveries_per_second"],
     )
 
 
@@ -111,6 +120,11 @@ async def insert_config(conn: AsyncConnection, record: ConfigRecord) -> None:
             "secret_expire_time": record.secret_expire_time,
             "create_time": record.create_time,
             "update_time": record.update_time,
+            "signature_scheme": record.signature_scheme,
+            "state": record.state,
+            "disable_reason": record.disable_reason,
+            "disable_time": record.disable_time,
+            "max_deliveries_per_second": record.max_deliveries_per_second,
         },
     )
 
@@ -179,21 +193,22 @@ async def list_secrets(conn: AsyncConnection, config_id: str) -> list[SecretReco
 
 async def live_secrets(
     conn: AsyncConnection, partner_id: str, config_id: str, now: datetime
-) -> tuple[bool, list[SecretRecord]]:
-    """Whether the partner's configuration exists, and its secrets not yet
-    ended at ``now``, in one round trip."""
+) -> tuple[str | None, list[SecretRecord]]:
+    """The partner's configuration's signature scheme (None when it does not
+    exist), and its secrets not yet ended at ``now``, in one round trip."""
     params = {"config_id": config_id, "partner_id": partner_id, "now": now}
     rows = (await conn.execute(_LIVE_SECRETS, params)).all()
     if not rows:
-        return False, []
-    return True, [_secret(row) for row in rows if row._mapping["id"] is not None]
+        return None, []
+    scheme = str(rows[0]._mapping["config_scheme"])
+    return scheme, [_secret(row) for row in rows if row._mapping["id"] is not None]
 
 
 async def lock_with_secrets(
     conn: AsyncConnection, partner_id: str, config_id: str
-) -> list[SecretRecord] | None:
-    """Row-locks the partner's configuration, then reads all its secrets; None
-    when it does not exist or is not theirs.
+) -> tuple[str, list[SecretRecord]] | None:
+    """Row-locks the partner's configuration, then reads its signature scheme
+    and all its secrets; None when it does not exist or is not theirs.
 
     Two statements on purpose: under READ COMMITTED a locking read that waited
     for a concurrent refresh sees that refresh's commit only in statements
@@ -202,9 +217,10 @@ async def lock_with_secrets(
     stack up active secrets.
     """
     params = {"config_id": config_id, "partner_id": partner_id}
-    if (await conn.execute(_LOCK_CONFIG, params)).first() is None:
+    locked = (await conn.execute(_LOCK_CONFIG, params)).first()
+    if locked is None:
         return None
-    return await list_secrets(conn, config_id)
+    return str(locked.signature_scheme), await list_secrets(conn, config_id)
 
 
 async def retire_secrets(conn: AsyncConnection, retirements: Mapping[str, datetime]) -> None:

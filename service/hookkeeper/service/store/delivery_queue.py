@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,8 @@ from hookkeeper.service.store.delivery_tables import (
     notification_events,
     notification_subscriptions,
 )
+from hookkeeper.service.store.endpoint_health import Admission, DueRow, admit
+from hookkeeper.service.store.endpoint_tables import endpoint_health
 from hookkeeper.service.store.records import (
     ClaimedDelivery,
     DeliveryRecord,
@@ -41,18 +43,30 @@ _subs = notification_subscriptions.c
 _deliveries = notification_deliveries.c
 _attempts = notification_attempts.c
 _configs = callback_configs.c
+_health = endpoint_health.c
 
 
 # Statements are built once, with bound parameters (as in callback_configs.py):
 # building SQLAlchemy constructs per call is a large share of the CPU time of
 # the dispatcher's and publisher's hot paths.
 _INSERT_DELIVERY = insert(notification_deliveries)
+# The claim also reads each configuration's gates (state, Retry-After hold,
+# per-second cap) for endpoint_health.admit; see docs/endpoint-health.md.
 _DUE = (
-    select(_deliveries.id, _configs.request_timeout_seconds)
+    select(
+        _deliveries.id,
+        _deliveries.partner_id,
+        _deliveries.callback_config_id,
+        _configs.request_timeout_seconds,
+        _configs.state.label("c_state"),
+        _configs.disable_reason.label("c_reason"),
+        _configs.max_deliveries_per_second.label("c_rate"),
+        _health.hold_until.label("h_hold_until"),
+    )
     .select_from(
         notification_deliveries.outerjoin(
             callback_configs, _configs.id == _deliveries.callback_config_id
-        )
+        ).outerjoin(endpoint_health, _health.callback_config_id == _deliveries.callback_config_id)
     )
     .where(
         _deliveries.state == DeliveryState.PENDING,
@@ -90,6 +104,7 @@ _CLAIMED_DETAILS = (
         _configs.request_timeout_seconds.label("c_timeout"),
         _configs.api_key_key_id.label("c_key_id"),
         _configs.api_key_ciphertext.label("c_key_blob"),
+        _configs.signature_scheme.label("c_scheme"),
     )
     .select_from(
         notification_deliveries.outerjoin(
@@ -266,19 +281,51 @@ async def claim_due(
     owner: str,
     token: str,
     lease_margin: timedelta,
+    on_admission: Callable[[Admission], None] | None = None,
 ) -> list[ClaimedDelivery]:
     """Leases up to ``limit`` due deliveries to ``owner`` and returns them.
 
     Each lease lasts the target's request timeout plus ``lease_margin``; the
     row's ``next_attempt_time`` moves to the lease's end, so a dispatcher that
     dies mid-flight leaves the row due again once the lease runs out.
+
+    Before leasing, ``endpoint_health.admit`` applies the configurations'
+    gates: rows of a disabled configuration are paused, rows held by a
+    Retry-After or beyond the per-second cap are pushed back, and rows of a
+    rate-limited configuration get a reserved send time (``send_at``; the
+    lease is longer by the wait).
     """
     rows = (await conn.execute(_DUE, {"now": now, "limit": limit})).all()
     if not rows:
         return []
+    admission = await admit(
+        conn,
+        [
+            DueRow(
+                r.id,
+                r.partner_id,
+                r.callback_config_id,
+                r.c_state,
+                r.c_reason,
+                r.c_rate,
+                r.h_hold_until,
+            )
+            for r in rows
+        ],
+        now,
+        owner,
+    )
+    if on_admission is not None:
+        on_admission(admission)
+    admitted = set(admission.lease)
+    rows = [r for r in rows if r.id in admitted]
+    if not rows:
+        return []
     by_timeout: dict[int, list[str]] = defaultdict(list)
     for row in rows:
-        by_timeout[int(row.request_timeout_seconds or 0)].append(row.id)
+        # A reserved slot lies at most endpoint_health.SLOT_HORIZON ahead.
+        wait = 1 if row.id in admission.send_at else 0
+        by_timeout[int(row.request_timeout_seconds or 0) + wait].append(row.id)
     for timeout, ids in by_timeout.items():
         lease_end = now + timedelta(seconds=timeout) + lease_margin
         await conn.execute(
@@ -307,6 +354,7 @@ async def claim_due(
                 m["c_callback_url"],
                 m["c_timeout"],
                 Sealed(m["c_key_id"], m["c_key_blob"]),
+                m["c_scheme"],
             )
         delivery = _delivery(
             {
@@ -315,7 +363,14 @@ async def claim_due(
                 "ev_event_type": event.event_type if event else "",
             }
         )
-        claimed.append(ClaimedDelivery(delivery, token, event, target))
+        claimed.append(
+            ClaimedDelivery(delivery, token, event, target, admission.send_at.get(delivery.id))
+        )
+    # In due order (the details query's order is the database's choice), so
+    # the dispatcher starts them oldest first: resumed and recovered
+    # deliveries go out in publish order.
+    position = {delivery_id: i for i, delivery_id in enumerate(leased)}
+    claimed.sort(key=lambda c: position[c.delivery.id])
     return claimed
 
 

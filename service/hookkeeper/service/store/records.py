@@ -24,6 +24,11 @@ class ConfigRecord:
     secret_expire_time: datetime
     create_time: datetime
     update_time: datetime
+    signature_scheme: str = "EXPEDIA_V2"
+    state: str = "ACTIVE"
+    disable_reason: str | None = None
+    disable_time: datetime | None = None
+    max_deliveries_per_second: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class TargetRecord:
     callback_url: str
     request_timeout_seconds: int
     api_key: Sealed
+    signature_scheme: str = "EXPEDIA_V2"
 
     def __repr__(self) -> str:
         return f"TargetRecord(config_id={self.config_id!r}, api_key=<sealed>)"
@@ -138,6 +144,8 @@ class ClaimedDelivery:
     event: EventRecord | None
     # None when the configuration no longer exists.
     target: TargetRecord | None
+    # Not before this moment (a reserved slot of max_deliveries_per_second).
+    send_at: datetime | None = None
 
 
 # --- expiry warnings ------------------------------------------------------

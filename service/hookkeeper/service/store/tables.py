@@ -75,6 +75,14 @@ callback_configs = Table(
     Column("secret_expire_time", UTCDateTime, nullable=False),
     Column("create_time", UTCDateTime, nullable=False),
     Column("update_time", UTCDateTime, nullable=False),
+    # Endpoint health (migration 0005): EXPEDIA_V2 or STANDARD_WEBHOOKS.
+    Column("signature_scheme", String(24), nullable=False, server_default="EXPEDIA_V2"),
+    # ACTIVE or DISABLED, why and since when.
+    Column("state", String(16), nullable=False, server_default="ACTIVE"),
+    Column("disable_reason", Text, nullable=True),
+    Column("disable_time", UTCDateTime, nullable=True),
+    # NULL: unlimited.
+    Column("max_deliveries_per_second", Integer, nullable=True),
     Index("ix_callback_configs_partner_created", "partner_id", "create_time", "id"),
 )
 

@@ -24,6 +24,8 @@ what each metric means):
 - ``record_delivery`` — the delivery dispatcher, one call per attempt (which
   it also wraps in :func:`span`).
 - ``record_warning`` — the expiry mailer.
+- ``record_disabled`` / ``record_paused`` / ``record_throttled`` — endpoint
+  health (configurations disabled, deliveries paused, deliveries held back).
 - ``set_delivery_queue`` / ``set_secrets_expiring`` — the database-wide
   gauges, sampled by service/gauge_sampler.py.
 
@@ -37,6 +39,11 @@ The package's modules: ``setup`` (the environment, the providers),
 ``configure`` set up). Callers use the names exported here.
 """
 
+from hookkeeper.service.telemetry.endpoint import (
+    record_disabled,
+    record_paused,
+    record_throttled,
+)
 from hookkeeper.service.telemetry.instrumentation import (
     aiohttp_trace_configs,
     client_interceptors,
@@ -78,7 +85,10 @@ __all__ = [
     "log_handler",
     "metrics_enabled",
     "record_delivery",
+    "record_disabled",
+    "record_paused",
     "record_rpc",
+    "record_throttled",
     "record_warning",
     "server_interceptors",
     "set_delivery_queue",
