@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib.metadata import entry_points
 
 import click
 
-from hookkeeper.gateway.commands import dev, gateway
 from hookkeeper.service import bootstrap, telemetry
 from hookkeeper.service.app.clock_offset import clock_from_settings
 from hookkeeper.service.app.context import AppContext
@@ -75,7 +75,7 @@ def _supervise(settings: Settings, command: str, count: int) -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=None, help=_WORKERS_HELP)
 def serve(workers: int | None) -> None:
     """Serve the gRPC API until SIGTERM."""
-    from hookkeeper.service.api.tls import InsecureListenError, TlsConfigError
+    from hookkeeper.service.api.tls import InsecureListenError, TlsConfigError, check_plaintext
     from hookkeeper.service.app.audit import AuditTrail
     from hookkeeper.service.domain.principals import PrincipalsError
     from hookkeeper.service.server import security_from_settings, serve_until_signalled
@@ -87,6 +87,11 @@ def serve(workers: int | None) -> None:
         raise click.ClickException(str(error)) from None
     count = resolve_workers(settings.workers if workers is None else workers)
     if count > 1:
+        if security.tls is None:  # refused once here, not by every worker in a loop
+            try:
+                check_plaintext(settings.grpc_listen, allow_plaintext=security.allow_plaintext)
+            except InsecureListenError as error:
+                raise click.ClickException(str(error)) from None
         _supervise(settings, "serve", count)
     attach_to_supervisor()
     ctx = _context(settings)
@@ -194,12 +199,24 @@ def keys_rotate() -> None:
     click.echo(f"resealed {asyncio.run(run())} values under the newest key")
 
 
-# Partner accounts and tokens, the public GraphQL gateway, and `make run`'s
-# all-in-one development command (docs/gateway.md).
+# Partner accounts and tokens.
 main.add_command(partner)
 # Least-privilege principals and the audit trail (docs/security.md).
 main.add_command(principal)
 main.add_command(audit)
 main.add_command(tls)
-main.add_command(gateway)
-main.add_command(dev)
+
+
+def _add_contributed_commands(group: click.Group) -> None:
+    """Adds the commands other parts of Hookkeeper contribute through the
+    ``hookkeeper.commands`` entry points (pyproject.toml): the gateway's
+    ``gateway`` and ``make run``'s all-in-one ``dev`` (docs/gateway.md). The
+    service never imports the gateway, which depends on it."""
+    for entry_point in entry_points(group="hookkeeper.commands"):
+        command = entry_point.load()
+        if not isinstance(command, click.Command):
+            raise TypeError(f"entry point {entry_point.value} is not a click command")
+        group.add_command(command, entry_point.name)
+
+
+_add_contributed_commands(main)
