@@ -29,6 +29,7 @@ TOKEN = "delivery-token-" + "d" * 24
 METADATA = (("authorization", f"Bearer {TOKEN}"),)
 FAST = {
     "HOOKKEEPER_RETRY_INTERVAL_SCALE": "0.02",  # 25 s becomes 0.5 s
+    "HOOKKEEPER_DISPATCHER_ENABLED": "true",  # receivers here are on 127.0.0.1
     "HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS": "0.1",
     # Short leases (timeout + 3 s) so a SIGKILLed dispatcher's work returns soon.
     "HOOKKEEPER_DELIVERY_LEASE_MARGIN_SECONDS": "3",

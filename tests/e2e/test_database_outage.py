@@ -167,6 +167,7 @@ def _serve(cluster: PrivateCluster, tmp_path: Path) -> tuple[Process, str]:
             "HOOKKEEPER_SERVICE_TOKENS": f"tests={TOKEN}",
             "HOOKKEEPER_ALLOW_INSECURE_CALLBACKS": "true",
             # The mailer and the dispatcher poll fast, so their loops meet the outage.
+            "HOOKKEEPER_DISPATCHER_ENABLED": "true",
             "HOOKKEEPER_SMTP_URL": f"smtp://127.0.0.1:{free_port()}",
             "HOOKKEEPER_MAILER_POLL_SECONDS": "0.2",
             "HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS": "0.1",

@@ -56,6 +56,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         start_stack,
         tmp_path_factory.mktemp("delivery-graphql"),
         HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true",
+        HOOKKEEPER_DISPATCHER_ENABLED="true",
     )
     yield running
     await asyncio.to_thread(running.stop)

@@ -55,6 +55,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         start_stack,
         tmp_path_factory.mktemp("delivery-log"),
         HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true",
+        HOOKKEEPER_DISPATCHER_ENABLED="true",
         HOOKKEEPER_RETRY_INTERVAL_SCALE="0.0001",
         HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS="0.02",
     )

@@ -89,6 +89,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> A
         start_stack,
         tmp_path_factory.mktemp("endpoint-graphql"),
         HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true",
+        HOOKKEEPER_DISPATCHER_ENABLED="true",
         HOOKKEEPER_RETRY_INTERVAL_SCALE="0.001",
         HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS="0.1",
         HOOKKEEPER_SMTP_URL=smtp.url,

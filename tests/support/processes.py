@@ -30,8 +30,15 @@ def free_port() -> int:
 
 
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:
-    """The current environment without HOOKKEEPER_* leaking in, plus ``extra``."""
+    """The current environment without HOOKKEEPER_* leaking in, plus ``extra``.
+
+    ``serve`` runs no dispatcher unless ``extra`` asks for one: every
+    configuration queues a connectivity check of its URL, and a dispatcher
+    would resolve the made-up hosts tests and benchmarks register
+    (``hooks.example.com``) through the machine's resolver, off loopback.
+    Tests that deliver point at receivers on 127.0.0.1 and turn it on."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HOOKKEEPER_", "OTEL_"))}
+    env["HOOKKEEPER_DISPATCHER_ENABLED"] = "false"
     env.update(extra)
     return env
 
