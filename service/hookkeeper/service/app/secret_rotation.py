@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -152,8 +153,23 @@ class SecretRotation:
         """Signs ``payload`` with every secret active at the send time, in the
         configuration's scheme (Standard Webhooks needs ``webhook_id``)."""
         now = self._ctx.clock()
-        moment = at or now
         scheme, records = await self._live_secrets(name, now)
+        return self.sign_with(name, scheme, records, payload, at or now, webhook_id)
+
+    def sign_with(
+        self,
+        name: ConfigName,
+        scheme: str,
+        records: Sequence[SecretRecord],
+        payload: bytes,
+        moment: datetime,
+        webhook_id: str = "",
+        opened: dict[str, str] | None = None,
+    ) -> Signature:
+        """``sign`` from secrets already read (the dispatcher reads them with
+        its claim). ``opened`` keeps decrypted secrets by id for the caller's
+        batch, so each is decrypted once per batch, not once per delivery."""
+        now = self._ctx.clock()
         if scheme == STANDARD_WEBHOOKS:
             violation = check_event_id(webhook_id, "webhook_id")
             if violation is not None:
@@ -164,7 +180,7 @@ class SecretRotation:
                 "the configuration's secret has expired; refresh it to sign again"
             )
         by_id = {r.id: r for r in records}
-        secrets = [self._open(by_id[p.secret_id]) for p in active]
+        secrets = [self._open(by_id[p.secret_id], opened) for p in active]
         trail.AuditTrail(self._ctx).count_sign(str(name), name.partner_id)
         if scheme == STANDARD_WEBHOOKS:
             timestamp = swh.unix_seconds(moment)
@@ -188,6 +204,11 @@ class SecretRotation:
         key = ("secrets", name.partner_id, name.config_id)
         return await read_through(self._ctx.cache, key, load)
 
-    def _open(self, record: SecretRecord) -> str:
+    def _open(self, record: SecretRecord, opened: dict[str, str] | None = None) -> str:
+        if opened is not None and record.id in opened:
+            return opened[record.id]
         aad = secret_aad(record.id, record.callback_config_id)
-        return self._ctx.keyring.open(record.sealed, aad).decode()
+        secret = self._ctx.keyring.open(record.sealed, aad).decode()
+        if opened is not None:
+            opened[record.id] = secret
+        return secret

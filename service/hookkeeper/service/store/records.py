@@ -80,6 +80,9 @@ class ClaimedDelivery:
     target: TargetRecord | None
     # Not before this moment (a reserved slot of max_deliveries_per_second).
     send_at: datetime | None = None
+    # The target's secrets live at the claim, read with it (None: not read,
+    # the signer reads them itself).
+    secrets: tuple[SecretRecord, ...] | None = None
 
 
 # --- expiry warnings ------------------------------------------------------
