@@ -138,11 +138,16 @@ async def flush(conn: Connection, *, final: bool = False) -> None:
     if (
         final
         and getattr(adapted, "_transaction", True) is None
-        and not getattr(adapted, "autocommit", False)
+        and not getattr(adapted, "autocommit", True)
     ):
         # Nothing was sent in this unit of work yet, so no BEGIN either: one
         # statement is atomic alone, and BEGIN/COMMIT would be two more round
-        # trips. The unit of work's commit then has nothing to do.
-        await raw.driver_connection.execute(sql, *values)  # type: ignore[union-attr]
+        # trips. The driver runs this one statement in autocommit (SQLAlchemy
+        # still maps its errors); the unit of work's commit has nothing to do.
+        setattr(adapted, "autocommit", True)  # noqa: B010 (not in the DBAPI protocol)
+        try:
+            await conn.exec_driver_sql(sql, tuple(values))
+        finally:
+            setattr(adapted, "autocommit", False)  # noqa: B010
         return
     await conn.exec_driver_sql(sql, tuple(values))
