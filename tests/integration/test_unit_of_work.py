@@ -127,7 +127,7 @@ async def test_queued_writes_go_as_one_statement_without_begin(
 
     def transaction(self: asyncpg.Connection, **options: object) -> object:
         begun.append(options)
-        return real_transaction(self, **options)  # type: ignore[arg-type]
+        return real_transaction(self, **options)
 
     monkeypatch.setattr(asyncpg.Connection, "transaction", transaction)
     try:
