@@ -13,7 +13,14 @@ from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import from_timestamp, timestamp
 from hookkeeper.service.app.notifications import Notifications, PublishEntry
 from hookkeeper.service.domain import event_types, paging
-from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
+from hookkeeper.service.domain.deliveries import (
+    AttemptRecord,
+    DeliveryKind,
+    DeliveryRecord,
+    DeliveryState,
+    EventRecord,
+    SubscriptionRecord,
+)
 from hookkeeper.service.domain.delivery_names import (
     SubscriptionName,
     attempt_name,
@@ -23,12 +30,6 @@ from hookkeeper.service.domain.delivery_names import (
 )
 from hookkeeper.service.domain.errors import invalid
 from hookkeeper.service.domain.names import ConfigName, parse_config, parse_partner
-from hookkeeper.service.store.records import (
-    AttemptRecord,
-    DeliveryRecord,
-    EventRecord,
-    SubscriptionRecord,
-)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -12,19 +12,19 @@ from datetime import datetime
 
 from hookkeeper.service.app.context import AppContext, api_key_aad
 from hookkeeper.service.app.secret_rotation import SecretRotation, Signature
+from hookkeeper.service.app.sending import Answer, Sender
 from hookkeeper.service.crypto.keyring import KeyringError
-from hookkeeper.service.delivery.http import Answer, Sender
 from hookkeeper.service.domain import envelope, event_types, retry, throttling
-from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
+from hookkeeper.service.domain.deliveries import (
+    AttemptRecord,
+    DeliveryKind,
+    DeliveryState,
+    EventRecord,
+)
 from hookkeeper.service.domain.endpoint_health import GONE_STATUS
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
-from hookkeeper.service.store.records import (
-    AttemptRecord,
-    ClaimedDelivery,
-    EventRecord,
-    TargetRecord,
-)
+from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
-from hookkeeper.service.delivery.http import Sender
+from hookkeeper.service.app.sending import Sender
 from hookkeeper.service.domain import audit, envelope, event_types, paging
-from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
+from hookkeeper.service.domain.deliveries import (
+    AttemptRecord,
+    DeliveryKind,
+    DeliveryRecord,
+    DeliveryState,
+    EventRecord,
+    SubscriptionRecord,
+)
 from hookkeeper.service.domain.delivery_names import DeliveryName, SubscriptionName
 from hookkeeper.service.domain.errors import (
     AlreadyExists,
@@ -29,14 +34,8 @@ from hookkeeper.service.domain.names import ConfigName, parse_config
 from hookkeeper.service.store import attempts, delivery_queue, events, subscriptions
 from hookkeeper.service.store import callback_configs as config_store
 from hookkeeper.service.store import endpoint_health as endpoint_store
-from hookkeeper.service.store.records import (
-    AttemptRecord,
-    ClaimedDelivery,
-    DeliveryRecord,
-    EventRecord,
-    SubscriptionRecord,
-    TargetRecord,
-)
+from hookkeeper.service.store.database import Connection
+from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ class Notifications:
         return event_types.CATALOGUE
 
     @staticmethod
-    async def _config_of(conn: AsyncConnection, partner_id: str, value: str, field: str) -> str:
+    async def _config_of(conn: Connection, partner_id: str, value: str, field: str) -> str:
         name = parse_config(value, field=field)
         if name.partner_id != partner_id:
             raise invalid(field, "must be a callback configuration of the same partner")

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
-from hookkeeper.service.domain.deliveries import DeliveryState
+from hookkeeper.service.domain.deliveries import DeliveryRecord, DeliveryState, EventRecord
 from hookkeeper.service.store.callback_configs import live_secrets_of
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
@@ -31,12 +31,7 @@ from hookkeeper.service.store.delivery_tables import (
 )
 from hookkeeper.service.store.endpoint_health import Admission, DueRow, admit
 from hookkeeper.service.store.endpoint_tables import endpoint_health
-from hookkeeper.service.store.records import (
-    ClaimedDelivery,
-    DeliveryRecord,
-    EventRecord,
-    TargetRecord,
-)
+from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 from hookkeeper.service.store.tables import UTCDateTime, callback_configs
 
 _events = notification_events.c

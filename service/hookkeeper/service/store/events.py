@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookkeeper.service.domain.deliveries import EventRecord
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
@@ -15,9 +16,6 @@ from hookkeeper.service.store.delivery_tables import (
     notification_subscriptions,
 )
 from hookkeeper.service.store.dialects import insert_ignoring
-from hookkeeper.service.store.records import (
-    EventRecord,
-)
 from hookkeeper.service.store.tables import UTCDateTime, callback_configs
 
 _events = notification_events.c
