@@ -30,7 +30,7 @@ def _listens(pid: int, port: int) -> bool:
 
 
 def wait_for_listening_workers(
-    supervisor_pid: int, port: int, count: int, timeout: float = 30
+    supervisor_pid: int, port: int, count: int, timeout: float = 90
 ) -> list[int]:
     """Blocks until ``count`` workers listen on ``port``; returns their pids."""
     deadline = time.monotonic() + timeout

@@ -75,7 +75,7 @@ def _supervise(settings: Settings, command: str, count: int) -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=None, help=_WORKERS_HELP)
 def serve(workers: int | None) -> None:
     """Serve the gRPC API until SIGTERM."""
-    from hookkeeper.service.api.tls import InsecureListenError, TlsConfigError
+    from hookkeeper.service.api.tls import InsecureListenError, TlsConfigError, check_plaintext
     from hookkeeper.service.app.audit import AuditTrail
     from hookkeeper.service.domain.principals import PrincipalsError
     from hookkeeper.service.server import security_from_settings, serve_until_signalled
@@ -87,6 +87,11 @@ def serve(workers: int | None) -> None:
         raise click.ClickException(str(error)) from None
     count = resolve_workers(settings.workers if workers is None else workers)
     if count > 1:
+        if security.tls is None:  # refused once here, not by every worker in a loop
+            try:
+                check_plaintext(settings.grpc_listen, allow_plaintext=security.allow_plaintext)
+            except InsecureListenError as error:
+                raise click.ClickException(str(error)) from None
         _supervise(settings, "serve", count)
     attach_to_supervisor()
     ctx = _context(settings)

@@ -33,10 +33,8 @@ from types import FrameType
 
 _log = logging.getLogger(__name__)
 
-# The environment a worker learns its supervisor's pid from (so it stops when
-# the supervisor dies) and its index (for telemetry's instance id and logs).
+# A worker learns its supervisor's pid here, so it can stop when that dies.
 SUPERVISOR_PID_ENV = "HOOKKEEPER_SUPERVISOR_PID"
-WORKER_INDEX_ENV = "HOOKKEEPER_WORKER_INDEX"
 
 _PR_SET_PDEATHSIG = 1
 _POLL_SECONDS = 0.1
@@ -106,21 +104,13 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def pids(self) -> list[int]:
-        """The pids of the workers running now."""
-        return [s.process.pid for s in self._slots if s.process and s.process.poll() is None]
-
     def _request_stop(self, signum: int, _frame: FrameType | None) -> None:
         if not self._stopping:
             _log.info("%s received: stopping every %s", signal.Signals(signum).name, self.name)
         self._stopping = True
 
     def _spawn(self, slot: _Slot) -> None:
-        env = {
-            **self.env,
-            SUPERVISOR_PID_ENV: str(os.getpid()),
-            WORKER_INDEX_ENV: str(slot.index),
-        }
+        env = {**self.env, SUPERVISOR_PID_ENV: str(os.getpid())}
         env["OTEL_RESOURCE_ATTRIBUTES"] = _with_instance_id(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
         slot.process = subprocess.Popen(list(self.argv), env=env)
         slot.started = time.monotonic()
