@@ -20,18 +20,14 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from hookkeeper.notifications.v1 import audit_pb2 as au
 from hookkeeper.notifications.v1 import audit_pb2_grpc as au_grpc
 from hookkeeper.notifications.v1 import callback_config_pb2 as cc
 from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import notification_pb2 as nt
 from hookkeeper.notifications.v1 import notification_pb2_grpc as nt_grpc
-from hookkeeper.notifications.v1 import partner_pb2 as pt
 from hookkeeper.notifications.v1 import partner_pb2_grpc as pt_grpc
-from hookkeeper.notifications.v1 import secret_rotation_pb2 as sr
 from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as sr_grpc
 from tests.integration.test_error_choke_point import every_method
 from tests.support.ci import skip_or_fail
@@ -45,6 +41,7 @@ from tests.support.processes import (
     start,
     wait_for_grpc_health,
 )
+from tests.support.proto_strategies import Plausible, base_message
 
 pytestmark = pytest.mark.e2e
 
@@ -91,100 +88,53 @@ class Client:
 
 
 def _calls(client: Client, partner: str, config: str) -> dict[str, Callable[[], Any]]:
-    """One well-formed request per RPC that needs the database."""
-    event = "GuestReviewSubmitted"
-    payload = json.dumps({"review": "r-1"})
-    unknown_config = f"{partner}/callbackConfigs/{uuid.uuid4()}"
-    c, s, p, n = client.configs, client.secrets, client.partners, client.notifications
-    new = cc.CallbackConfig(
-        callback_url="https://hooks.example.com/x",
-        api_key="key",
-        contact_email="ops@example.com",
+    """One well-formed request per RPC that needs the database, built from
+    the request descriptors (tests/support/proto_strategies.py), so an RPC
+    added later is covered without editing this test."""
+    plausible = Plausible(
+        {
+            "parent": [partner],
+            "name": [config],
+            "callback_config": [config],
+            "Subscription.name": [f"{partner}/subscriptions/GuestReviewSubmitted"],
+            "DeleteSubscriptionRequest.name": [f"{partner}/subscriptions/ReviewsApproved"],
+            "RedeliverNotificationRequest.name": [f"{partner}/deliveries/{uuid.uuid4()}"],
+            "ListDeliveryAttemptsRequest.parent": [f"{partner}/deliveries/-"],
+            "DeleteCallbackConfigRequest.name": [f"{partner}/callbackConfigs/{uuid.uuid4()}"],
+            "callback_url": ["https://hooks.example.com/x"],
+            "api_key": ["key"],
+            "contact_email": ["ops@example.com"],
+            "event_type": ["GuestReviewSubmitted"],
+            "Subscription.event_type": ["ReviewsApproved"],
+            "event_id": [f"ev-{uuid.uuid4()}"],
+            "payload_json": [json.dumps({"review": "r-1"})],
+            "token": ["hkp_" + "x" * 43],
+            "update_mask": ["contact_email"],
+            "UpdateSubscriptionRequest.update_mask": ["callback_config"],
+            "since": ["2026-01-01T00:00:00Z"],
+            "watcher": ["outage-test"],
+        }
     )
-    return {
-        "CreateCallbackConfig": lambda: c.CreateCallbackConfig(
-            cc.CreateCallbackConfigRequest(parent=partner, callback_config=new), metadata=AUTH
-        ),
-        "GetCallbackConfig": lambda: c.GetCallbackConfig(
-            cc.GetCallbackConfigRequest(name=config), metadata=AUTH
-        ),
-        "ListCallbackConfigs": lambda: c.ListCallbackConfigs(
-            cc.ListCallbackConfigsRequest(parent=partner), metadata=AUTH
-        ),
-        "UpdateCallbackConfig": lambda: c.UpdateCallbackConfig(
-            cc.UpdateCallbackConfigRequest(
-                callback_config=cc.CallbackConfig(name=config, contact_email="new@example.com"),
-                update_mask=field_mask_pb2.FieldMask(paths=["contact_email"]),
-            ),
-            metadata=AUTH,
-        ),
-        "DeleteCallbackConfig": lambda: c.DeleteCallbackConfig(
-            cc.DeleteCallbackConfigRequest(name=unknown_config), metadata=AUTH
-        ),
-        "RefreshSecret": lambda: s.RefreshSecret(
-            sr.RefreshSecretRequest(name=config), metadata=AUTH
-        ),
-        "SignNotification": lambda: s.SignNotification(
-            sr.SignNotificationRequest(name=config, payload=b"{}"), metadata=AUTH
-        ),
-        "AuthenticatePartner": lambda: p.AuthenticatePartner(
-            pt.AuthenticatePartnerRequest(token="hkp_" + "x" * 43), metadata=AUTH
-        ),
-        # The feed ends (and refuses new watches) while its listener is cut off.
-        "WatchTokenRevocations": lambda: next(
-            iter(
-                p.WatchTokenRevocations(
-                    pt.WatchTokenRevocationsRequest(), metadata=AUTH, timeout=10
-                )
-            )
-        ),
-        "CreateSubscription": lambda: n.CreateSubscription(
-            nt.CreateSubscriptionRequest(
-                parent=partner,
-                subscription=nt.Subscription(event_type="ReviewsApproved", callback_config=config),
-            ),
-            metadata=AUTH,
-        ),
-        "ListSubscriptions": lambda: n.ListSubscriptions(
-            nt.ListSubscriptionsRequest(parent=partner), metadata=AUTH
-        ),
-        "UpdateSubscription": lambda: n.UpdateSubscription(
-            nt.UpdateSubscriptionRequest(
-                subscription=nt.Subscription(
-                    name=f"{partner}/subscriptions/{event}", callback_config=config
-                ),
-                update_mask=field_mask_pb2.FieldMask(paths=["callback_config"]),
-            ),
-            metadata=AUTH,
-        ),
-        "DeleteSubscription": lambda: n.DeleteSubscription(
-            nt.DeleteSubscriptionRequest(name=f"{partner}/subscriptions/ReviewsApproved"),
-            metadata=AUTH,
-        ),
-        "PublishEvent": lambda: n.PublishEvent(
-            nt.PublishEventRequest(
-                parent=partner,
-                event_type=event,
-                event_id=f"ev-{uuid.uuid4()}",
-                payload_json=payload,
-            ),
-            metadata=AUTH,
-        ),
-        "SendTestNotification": lambda: n.SendTestNotification(
-            nt.SendTestNotificationRequest(name=config, event_type=event, payload_json=payload),
-            metadata=AUTH,
-        ),
-        "ListDeliveryAttempts": lambda: n.ListDeliveryAttempts(
-            nt.ListDeliveryAttemptsRequest(parent=f"{partner}/deliveries/-"), metadata=AUTH
-        ),
-        "ListAuditEvents": lambda: client.audit.ListAuditEvents(
-            au.ListAuditEventsRequest(parent=partner), metadata=AUTH
-        ),
-        "RedeliverNotification": lambda: n.RedeliverNotification(
-            nt.RedeliverNotificationRequest(name=f"{partner}/deliveries/{uuid.uuid4()}"),
-            metadata=AUTH,
-        ),
-    }
+    calls: dict[str, Callable[[], Any]] = {}
+    for method in every_method():
+        if method.name in NO_DATABASE:
+            continue
+        body = base_message(method.input_type, plausible).SerializeToString()
+        path = f"/{method.containing_service.full_name}/{method.name}"
+        calls[method.name] = _caller(client, path, body, method.server_streaming)
+    return calls
+
+
+def _caller(client: Client, path: str, body: bytes, streaming: bool) -> Callable[[], Any]:
+    """A call of ``path`` with raw bytes (the first message of a stream)."""
+
+    def call() -> Any:
+        if streaming:
+            stream = client.channel.unary_stream(path, None, None)
+            return next(iter(stream(body, metadata=AUTH, timeout=5)))
+        return client.channel.unary_unary(path, None, None)(body, metadata=AUTH, timeout=5)
+
+    return call
 
 
 def _code(call: Callable[[], Any]) -> grpc.StatusCode:

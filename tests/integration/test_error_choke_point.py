@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 import hookkeeper.notifications.v1 as generated
+from hookkeeper.service.api import auth
 from hookkeeper.service.api.audit_servicer import AuditServicer
 from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
 from hookkeeper.service.api.notification_servicer import NotificationServicer
@@ -162,6 +163,41 @@ async def test_every_rpc_maps_what_its_servicer_raises(
                 assert error.details() == "internal error"
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 assert _violated_fields(error) == ["some_field"]
+    finally:
+        await channel.close(None)
+        await running.stop(0)
+
+
+async def test_errors_of_access_control_are_mapped_too(
+    context: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mapping sits outside access control: a failure there is INTERNAL
+    (logged), never grpc's UNKNOWN."""
+
+    def broken(request: Any) -> tuple[str, list[str]]:
+        raise RuntimeError("a bug in access control")
+
+    monkeypatch.setattr(auth, "request_partners", broken)
+    running, channel = await _start(context)
+    try:
+        # Access control reads the request of unary methods only.
+        for method in (m for m in every_method() if not m.server_streaming):
+            request = message_factory.GetMessageClass(method.input_type)()
+            error = await _raw_call(channel, _path(method), request.SerializeToString())
+            assert error.code() == grpc.StatusCode.INTERNAL, (_path(method), error.code())
+    finally:
+        await channel.close(None)
+        await running.stop(0)
+
+
+async def test_authentication_comes_before_decoding(context: AppContext) -> None:
+    running, channel = await _start(context)
+    try:
+        for method in every_method():
+            call = channel.unary_unary(_path(method), None, None)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(b"\x0a\x05ab", timeout=10)  # undecodable, and no token
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, _path(method)
     finally:
         await channel.close(None)
         await running.stop(0)

@@ -256,6 +256,8 @@ def base_message(descriptor: Descriptor, plausible: Plausible, depth: int = 0) -
             getattr(built, field.name).CopyFrom(nested)
         elif full == "google.protobuf.FieldMask" and values:
             getattr(built, field.name).paths.append(values[0])
+        elif full == "google.protobuf.Timestamp" and values:
+            getattr(built, field.name).FromJsonString(values[0])
         elif field.type == T.TYPE_STRING and not field.is_repeated and values:
             setattr(built, field.name, values[0])
     return built

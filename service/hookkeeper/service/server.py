@@ -30,7 +30,7 @@ from hookkeeper.service import telemetry
 from hookkeeper.service.api.audit_servicer import AuditServicer
 from hookkeeper.service.api.auth import AccessInterceptor, service_token_principals
 from hookkeeper.service.api.callback_config_servicer import CallbackConfigServicer
-from hookkeeper.service.api.errors import ErrorMappingInterceptor
+from hookkeeper.service.api.errors import with_error_choke_point
 from hookkeeper.service.api.health import follow_database
 from hookkeeper.service.api.notification_servicer import NotificationServicer
 from hookkeeper.service.api.partner_servicer import PartnerServicer
@@ -152,11 +152,11 @@ async def start_server(
         check_plaintext(listen, allow_plaintext=security.allow_plaintext)
     server = grpc.aio.server(
         # Telemetry first (empty when off), so rejected calls are traced too;
-        # error mapping last, around every handler the server resolves.
+        # then the error choke point: mapping outside access control,
+        # decoding inside it (api/errors.py).
         interceptors=[
             *telemetry.server_interceptors(),
-            AccessInterceptor(principals, AuditTrail(ctx).denied),
-            ErrorMappingInterceptor(),
+            *with_error_choke_point(AccessInterceptor(principals, AuditTrail(ctx).denied)),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -1,8 +1,10 @@
 """The one place where errors become gRPC status codes.
 
-``ErrorMappingInterceptor`` wraps every method handler the server resolves, so
-no RPC can be registered without it: a servicer method raises domain errors
-and never touches status codes itself.
+``with_error_choke_point`` builds the server's interceptor chain: error
+mapping outside everything (access control and auditing included), request
+decoding inside everything, on every method handler the server resolves, so
+no RPC can be registered without them: a servicer method raises domain
+errors and never touches status codes itself.
 
 - Domain errors become their codes (INVALID_ARGUMENT carries a
   ``google.rpc.BadRequest`` naming each bad field).
@@ -131,6 +133,29 @@ def guard_unary(behavior: Behavior, method: str) -> Behavior:
     return guarded
 
 
+def _refuse_undecodable(behavior: Behavior) -> Behavior:
+    async def checked(request: Any, context: Context) -> Any:
+        if isinstance(request, Undecodable):
+            raise _undecodable_error(request)
+        return await behavior(request, context)
+
+    return checked
+
+
+def _refuse_undecodable_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    async def checked(request: Any, context: Context) -> Any:
+        if isinstance(request, Undecodable):
+            raise _undecodable_error(request)
+        produced = behavior(request, context)
+        if inspect.isawaitable(produced):  # a handler that is no generator
+            await produced
+            return
+        async for item in produced:
+            yield item
+
+    return checked
+
+
 def _guard_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
     # Server-streaming methods (health's Watch, WatchTokenRevocations): the
     # undecodable request, and errors raised before or between messages, are
@@ -153,9 +178,30 @@ def _guard_stream(behavior: Callable[..., Any], method: str) -> Callable[..., An
     return guarded
 
 
-def guard_handler(handler: Handler, method: str) -> Handler:
-    """The handler with tolerant request decoding and mapped errors."""
+def decoding_handler(handler: Handler) -> Handler:
+    """The handler with a deserializer that never raises: an undecodable
+    request reaches the behavior as ``Undecodable`` (so interceptors between
+    see it, and authentication still comes first) and is refused there."""
     deserializer = _tolerant(handler.request_deserializer)
+    serializer = handler.response_serializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _refuse_undecodable(handler.unary_unary),  # type: ignore[arg-type]
+            deserializer,
+            serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _refuse_undecodable_stream(handler.unary_stream), deserializer, serializer
+        )
+    # Client-streaming methods (reflection) decode each message themselves
+    # inside grpc; left as they are.
+    return handler
+
+
+def mapping_handler(handler: Handler, method: str) -> Handler:
+    """The handler with every error its behavior raises mapped onto a status."""
+    deserializer = handler.request_deserializer
     serializer = handler.response_serializer
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
@@ -167,29 +213,52 @@ def guard_handler(handler: Handler, method: str) -> Handler:
         return grpc.unary_stream_rpc_method_handler(
             _guard_stream(handler.unary_stream, method), deserializer, serializer
         )
-    # Client-streaming methods (reflection) decode each message themselves
-    # inside grpc; left as they are.
     return handler
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Applies ``guard_handler`` to every method the server serves."""
-
+class _WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self) -> None:
-        # Registered handlers are long-lived objects: guard each once.
-        self._guarded: dict[str, tuple[Any, Handler]] = {}
+        # Registered handlers are long-lived objects: wrap each once.
+        self._wrapped: dict[str, tuple[Any, Handler]] = {}
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        raise NotImplementedError
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler:
-        """The resolved handler, guarded (None for an unknown method)."""
+        """The resolved handler, wrapped (None for an unknown method)."""
         handler = await continuation(handler_call_details)
         if handler is None:
             return None  # type: ignore[return-value]  # grpc's contract: unknown method
         method = handler_call_details.method or ""
-        cached = self._guarded.get(method)
+        cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        guarded = guard_handler(handler, method)
-        self._guarded[method] = (handler, guarded)
-        return guarded
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+class ErrorMappingInterceptor(_WrappingInterceptor):
+    """Maps every error of every handler the server resolves, including
+    what the interceptors inside it raise (access checks, auditing)."""
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        return mapping_handler(handler, method)
+
+
+class RequestDecodingInterceptor(_WrappingInterceptor):
+    """Innermost: undecodable requests become INVALID_ARGUMENT naming the field."""
+
+    def _wrap(self, handler: Handler, method: str) -> Handler:
+        return decoding_handler(handler)
+
+
+def with_error_choke_point(
+    *between: grpc.aio.ServerInterceptor,  # type: ignore[type-arg]
+) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
+    """The interceptor chain around ``between`` (e.g. access control): error
+    mapping outside everything, request decoding inside everything. The
+    server is built only through this, so no RPC can lack either."""
+    return [ErrorMappingInterceptor(), *between, RequestDecodingInterceptor()]
