@@ -428,3 +428,21 @@ async def test_the_sampler_reports_queue_depth_and_the_oldest_pending_age(
     assert points["hookkeeper.delivery.queue.depth"] == [({}, before + 3)]
     [(_, age)] = points["hookkeeper.delivery.queue.oldest_age"]
     assert age >= 90
+
+
+async def test_endpoint_health_instruments(app_context: AppContext, captured: Captured) -> None:
+    configs = CallbackConfigs(app_context)
+    created = await configs.create(
+        "acme", ConfigFields("https://hooks.example.com/x", "k", "ops@example.com", 5)
+    )
+    notifications = delivery_runtime.default_notifications(app_context)
+    await notifications.subscribe("acme", "GuestReviewSubmitted", str(created.config.name))
+    await notifications.publish("acme", "GuestReviewSubmitted", "e1", "{}")
+    await configs.disable(created.config.name)
+    await configs.disable(created.config.name)  # already disabled: not counted again
+    telemetry.record_throttled("rate_limit", 3)
+    points = captured.metric_points()
+    assert points["hookkeeper.callback_configs.disabled"] == [({"reason": "manual"}, 1)]
+    # The pending event and the not-yet-sent connectivity check.
+    assert points["hookkeeper.deliveries.paused"] == [({}, 2)]
+    assert points["hookkeeper.deliveries.throttled"] == [({"cause": "rate_limit"}, 3)]
