@@ -19,7 +19,8 @@ from hookkeeper.service.app.context import AppContext, Policy
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.app.notifications import Notifications
 from hookkeeper.service.app.secret_rotation import SecretRotation
-from hookkeeper.service.delivery.http import Answer, Sender
+from hookkeeper.service.app.sending import Answer
+from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.deliveries import DeliveryState
 from hookkeeper.service.domain.delivery_names import DeliveryName
@@ -217,6 +218,27 @@ async def test_sustained_failure_disables_after_the_setting(
     assert got.state == "DISABLED"
     assert got.disable_reason is not None and "2 hours" in got.disable_reason
     assert await _notices(ctx) == 1
+
+
+async def test_a_success_restarts_the_failure_count(ctx: AppContext, clock: FakeClock) -> None:
+    config = await _config(ctx, "p1")
+    await _published(ctx, "p1", config, 1)
+    # The GET, then the event fails, fails again 100 minutes on, then succeeds.
+    await _attempt_and_record(ctx, ScriptedSender([(200, None), (500, None)]))
+    clock.advance(timedelta(minutes=100))
+    await _attempt_and_record(ctx, ScriptedSender([(500, None)]))
+    clock.advance(timedelta(minutes=1))
+    await _attempt_and_record(ctx, ScriptedSender([(200, None)]))
+    # A new event fails for 110 minutes: 211 since the first failure, but
+    # only 110 since the success.
+    await _published(ctx, "p1", None, 1, start=1)
+    await _attempt_and_record(ctx, ScriptedSender([(500, None)]))
+    clock.advance(timedelta(minutes=110))
+    await _attempt_and_record(ctx, ScriptedSender([(500, None)]))
+    assert (await CallbackConfigs(ctx).get(parse_config(config))).state == "ACTIVE"
+    clock.advance(timedelta(minutes=11))
+    await _attempt_and_record(ctx, ScriptedSender([(500, None)]))
+    assert (await CallbackConfigs(ctx).get(parse_config(config))).state == "DISABLED"
 
 
 async def test_retry_after_holds_the_whole_configuration(ctx: AppContext, clock: FakeClock) -> None:

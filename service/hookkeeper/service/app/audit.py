@@ -17,7 +17,6 @@ from dataclasses import asdict
 from datetime import datetime
 
 from opentelemetry import trace
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.app import caller
 from hookkeeper.service.app.context import AppContext
@@ -26,6 +25,7 @@ from hookkeeper.service.domain.audit import AuditEvent, Draft, Problem
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.principals import Principal, like_patterns
 from hookkeeper.service.store import audit as store
+from hookkeeper.service.store.database import Connection
 
 _log = logging.getLogger(__name__)
 _VERIFY_BATCH = 1000
@@ -47,7 +47,7 @@ def _row(event: AuditEvent) -> dict[str, object]:
     return row
 
 
-async def _insert(conn: AsyncConnection, items: list[tuple[str, datetime, Draft]]) -> None:
+async def _insert(conn: Connection, items: list[tuple[str, datetime, Draft]]) -> None:
     trace_id = _trace_id()
     await store.insert(
         conn,
@@ -56,7 +56,7 @@ async def _insert(conn: AsyncConnection, items: list[tuple[str, datetime, Draft]
 
 
 async def record(
-    ctx: AppContext, conn: AsyncConnection, *drafts: Draft, actor: str | None = None
+    ctx: AppContext, conn: Connection, *drafts: Draft, actor: str | None = None
 ) -> None:
     """Appends events in ``conn``'s transaction, as the current caller (they
     commit or roll back with the change they describe)."""
