@@ -17,6 +17,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/hookkeeper
 COPY pyproject.toml README.md ./
+# The build hook that refuses a wheel without GraphiQL's assets.
+COPY scripts/hatch_build.py scripts/
 COPY gen gen
 COPY service service
 COPY gateway gateway

@@ -67,6 +67,7 @@ lint: install proto-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check service gateway tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BUF) lint
 
 ## Regenerates gen/ from protos/.

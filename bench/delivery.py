@@ -7,15 +7,22 @@ over gRPC and runs the baseline (aiohttp, the dispatcher's concurrency, the
 same body size), first and last.
 
 Phases:
-1. drain: BENCH_DELIVERIES events (default 100,000, the issue's figure;
-   about five minutes here) are published with the
+1. drain: BENCH_DELIVERIES events (default 100,000, the issue's figure)
+   are published with the
    dispatcher stopped, then one dispatcher delivers them all; its RSS is
    sampled throughout (memory flat = no growth after the first tenth);
 2. end to end: BENCH_E2E_DELIVERIES events (default 5,000) are published
-   as fast as 64 callers can while the dispatcher runs: deliveries per second
+   (BatchPublishEvents, 100 per call) while the dispatcher runs: deliveries per second
    from the first publish to the last 2xx, and publish→2xx latency per
    delivery from the database (attempt end minus delivery creation);
-3. light load: 1,000 events published at ~200/s: latency p50/p99.
+3. half the highest rate: PublishEvent paced at half the end-to-end rate
+   for five seconds: latency p50/p99;
+4. fairness: nine fast configurations alone, then beside a tenth whose
+   endpoint (another receiver process: another host) answers only once its
+   1 s timeout has run out.
+
+Publishing is measured one event per call (PublishEvent, 64 callers) and
+1,000 per call (BatchPublishEvents, 4 callers); both fill the drain's queue.
 """
 
 from __future__ import annotations
@@ -55,8 +62,13 @@ from tests.support.processes import (
 
 DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "100000"))
 E2E_DELIVERIES = int(os.environ.get("BENCH_E2E_DELIVERIES", "5000"))
-LIGHT_DELIVERIES = 1000
-LIGHT_RATE = 200.0
+SINGLE_PUBLISHES = int(os.environ.get("BENCH_SINGLE_PUBLISHES", "3000"))
+BATCH = 1000  # events per BatchPublishEvents call
+BATCH_CALLERS = 4
+E2E_BATCH = 100  # events per call while delivering: a steady stream
+LIGHT_SECONDS = 5.0
+FAIR_EVENTS = int(os.environ.get("BENCH_FAIR_EVENTS", "5000"))
+FAIR_CONFIGS = 10  # one of them (10 %) hangs
 CONCURRENCY = 64
 TOKEN = "b" * 32
 METADATA = (("authorization", f"Bearer {TOKEN}"),)
@@ -136,6 +148,121 @@ async def _publish(stub: nt_grpc.NotificationServiceStub, prefix: str, count: in
     return count / (time.perf_counter() - started)
 
 
+async def _batch_publish(
+    stub: nt_grpc.NotificationServiceAsyncStub,
+    parent: str,
+    prefix: str,
+    count: int,
+    *,
+    size: int = BATCH,
+    callers: int = BATCH_CALLERS,
+) -> float:
+    """Publishes ``count`` events with BatchPublishEvents (``size`` per call,
+    ``callers`` at once); returns events/s."""
+    firsts = iter(range(0, count, size))
+
+    async def worker() -> None:
+        for first in firsts:
+            request = nt.BatchPublishEventsRequest(
+                parent=parent,
+                requests=[
+                    nt.PublishEventRequest(
+                        event_type="GuestReviewSubmitted",
+                        event_id=f"{prefix}-{i}",
+                        payload_json=PAYLOAD,
+                    )
+                    for i in range(first, min(count, first + size))
+                ],
+            )
+            await cast(Awaitable[Any], stub.BatchPublishEvents(request, metadata=METADATA))
+
+    started = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(callers)])
+    return count / (time.perf_counter() - started)
+
+
+async def _paced_publish(
+    stub: nt_grpc.NotificationServiceStub, prefix: str, rate: float, count: int
+) -> None:
+    """PublishEvent at a steady ``rate`` (one call per event, each on time)."""
+    began = time.perf_counter()
+    calls = []
+    for i in range(count):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        request = nt.PublishEventRequest(
+            parent=PARTNER,
+            event_type="GuestReviewSubmitted",
+            event_id=f"{prefix}-{i}",
+            payload_json=PAYLOAD,
+        )
+        calls.append(
+            asyncio.ensure_future(
+                cast(Awaitable[Any], stub.PublishEvent(request, metadata=METADATA))
+            )
+        )
+    await asyncio.gather(*calls)
+
+
+async def _subscribed(
+    configs: cc_grpc.CallbackConfigServiceAsyncStub,
+    stub: nt_grpc.NotificationServiceAsyncStub,
+    parent: str,
+    url: str,
+    timeout_seconds: int,
+) -> None:
+    """A configuration of ``parent`` at ``url`` subscribed to GuestReviewSubmitted."""
+    created = await configs.CreateCallbackConfig(
+        cc.CreateCallbackConfigRequest(
+            parent=parent,
+            callback_config=cc.CallbackConfig(
+                callback_url=url,
+                api_key="bench-key",
+                contact_email="ops@example.com",
+                request_timeout_seconds=timeout_seconds,
+            ),
+        ),
+        metadata=METADATA,
+    )
+    await stub.CreateSubscription(
+        nt.CreateSubscriptionRequest(
+            parent=parent,
+            subscription=nt.Subscription(
+                event_type="GuestReviewSubmitted",
+                callback_config=created.callback_config.name,
+            ),
+        ),
+        metadata=METADATA,
+    )
+
+
+async def _fair_round(
+    stub: nt_grpc.NotificationServiceAsyncStub,
+    session: aiohttp.ClientSession,
+    base: str,
+    round_name: str,
+    *,
+    with_hanging: bool,
+) -> float:
+    """Deliveries/s to the nine fast configurations, publishing FAIR_EVENTS
+    over them (and, ``with_hanging``, a tenth of that to the hanging one
+    first, so its deliveries are due first: the worst case)."""
+    await session.post(f"{base}/reset")
+    share = FAIR_EVENTS // (FAIR_CONFIGS - 1)
+    if with_hanging:
+        await _batch_publish(stub, "partners/bench-hang", f"{round_name}-hang", share)
+    began = time.perf_counter()
+    await asyncio.gather(
+        *[
+            _batch_publish(stub, f"partners/bench-fair-{n}", round_name, share, callers=1)
+            for n in range(FAIR_CONFIGS - 1)
+        ]
+    )
+    finished = await _wait_for(session, base, share * (FAIR_CONFIGS - 1))
+    return share * (FAIR_CONFIGS - 1) / (finished - began)
+
+
 async def _wait_for(session: aiohttp.ClientSession, base: str, target: int) -> float:
     """Waits until the receiver counted ``target`` POSTs; returns the moment."""
     # Polls a counter in another process: there is no event to wait on.
@@ -171,6 +298,9 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
     receiver_port = free_port()
     base = f"http://127.0.0.1:{receiver_port}"
     receiver = await asyncio.to_thread(_start_receiver, receiver_port)
+    # The hanging endpoint is another host (port) than the fast receiver's.
+    hang_port = free_port()
+    hanging = await asyncio.to_thread(_start_receiver, hang_port)
     api_address = f"127.0.0.1:{free_port()}"
     keys = (await asyncio.to_thread(run_cli, ["keys", "generate"], base_env({}))).strip()
     env = base_env(
@@ -224,8 +354,15 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
         async with aiohttp.ClientSession() as session:
             bare_first = await _bare_posts(f"{base}/hook", min(DELIVERIES, 20000))
 
+            # 0. Publishing: one event per call, then 1,000 per call. Both
+            # fill the queue for the drain.
+            singles = min(SINGLE_PUBLISHES, DELIVERIES // 2)
+            out["publish_rate"] = await _publish(stub, "drain", singles)
+            out["batch_publish_rate"] = await _batch_publish(
+                stub, PARTNER, "drain-batch", DELIVERIES - singles
+            )
+
             # 1. Drain a pre-filled queue; sample the dispatcher's memory.
-            out["publish_rate"] = await _publish(stub, "drain", DELIVERIES)
             await session.post(f"{base}/reset")
             dispatcher = start(["dispatcher"], env, tmp / "dispatcher.log")
             processes.append(dispatcher)
@@ -248,29 +385,35 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
             out["rss_end_mib"] = rss_end / 1024
             out["rss_peak_mib"] = hwm / 1024
 
-            # 2. Publish and deliver at the same time.
+            # 2. Publish (BatchPublishEvents, 100 per call) and deliver at once.
             await session.post(f"{base}/reset")
             began = time.perf_counter()
-            out["e2e_publish_rate"] = await _publish(stub, "e2e", E2E_DELIVERIES)
+            out["e2e_publish_rate"] = await _batch_publish(
+                stub, PARTNER, "e2e", E2E_DELIVERIES, size=E2E_BATCH
+            )
             finished = await _wait_for(session, base, E2E_DELIVERIES)
             out["e2e_rate"] = E2E_DELIVERIES / (finished - began)
             out["e2e_latency"] = await _latencies(db_url, "e2e")
 
-            # 3. Light load: a steady 200 events/s.
+            # 3. Half the highest rate, one PublishEvent per event, paced.
             await session.post(f"{base}/reset")
-            for i in range(LIGHT_DELIVERIES):
-                await stub.PublishEvent(
-                    nt.PublishEventRequest(
-                        parent=PARTNER,
-                        event_type="GuestReviewSubmitted",
-                        event_id=f"light-{i}",
-                        payload_json=PAYLOAD,
-                    ),
-                    metadata=METADATA,
-                )
-                await asyncio.sleep(1 / LIGHT_RATE)
-            await _wait_for(session, base, LIGHT_DELIVERIES)
+            out["light_rate"] = light_rate = max(10.0, out["e2e_rate"] / 2)
+            light = max(100, min(5000, int(light_rate * LIGHT_SECONDS)))
+            await _paced_publish(stub, "light", light_rate, light)
+            await _wait_for(session, base, light)
             out["light_latency"] = await _latencies(db_url, "light")
+
+            # 4. Fairness: nine fast configurations alone, then beside a tenth
+            # whose endpoint answers only when its 1 s timeout has run out.
+            for n in range(FAIR_CONFIGS - 1):
+                await _subscribed(configs, stub, f"partners/bench-fair-{n}", f"{base}/hook", 10)
+            await _subscribed(
+                configs, stub, "partners/bench-hang", f"http://127.0.0.1:{hang_port}/hang", 1
+            )
+            out["fair_alone"] = await _fair_round(stub, session, base, "alone", with_hanging=False)
+            out["fair_hanging"] = await _fair_round(
+                stub, session, base, "beside", with_hanging=True
+            )
 
             bare_last = await _bare_posts(f"{base}/hook", min(DELIVERIES, 20000))
             out["bare"] = (bare_first, bare_last)
@@ -278,8 +421,9 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
     finally:
         for process in reversed(processes):
             process.terminate()
-        receiver.terminate()
-        receiver.wait(10)
+        for receiving in (receiver, hanging):
+            receiving.terminate()
+            receiving.wait(10)
     return out
 
 
@@ -288,6 +432,7 @@ def _render(r: dict[str, Any]) -> Section:
     e2e, light = r["e2e_latency"], r["light_latency"]
     growth = r["rss_end_mib"] - r["rss_after_tenth_mib"]
     flat = growth <= max(8.0, 0.1 * r["rss_after_tenth_mib"])
+    fair = r["fair_hanging"] / r["fair_alone"]
     lines = [
         f"One `hookkeeper dispatcher` (concurrency {CONCURRENCY}, batch 100) on a fresh "
         "PostgreSQL database; an aiohttp receiver in its own process answering 200; the "
@@ -300,20 +445,27 @@ def _render(r: dict[str, Any]) -> Section:
         "| measure | value |",
         "| --- | ---: |",
         f"| bare POST loop, first / last (req/s) | {r['bare'][0]:.0f} / {r['bare'][1]:.0f} |",
-        f"| publish over gRPC, 64 callers (events/s) | {r['publish_rate']:.0f} |",
+        f"| PublishEvent over gRPC, 64 callers (events/s) | {r['publish_rate']:.0f} |",
+        f"| BatchPublishEvents over gRPC, {BATCH:,} per call, {BATCH_CALLERS} callers "
+        f"(events/s) | {r['batch_publish_rate']:.0f} |",
         f"| drain of {DELIVERIES:,} queued deliveries (deliveries/s) | {r['drain_rate']:.0f} |",
-        f"| end to end, publishing while delivering, {E2E_DELIVERIES:,} events "
+        f"| end to end, publishing ({E2E_BATCH} per BatchPublishEvents) while delivering, "
+        f"{E2E_DELIVERIES:,} events "
         f"(deliveries/s, first publish → last 2xx) | {r['e2e_rate']:.0f} |",
         f"| end-to-end rate / bare POST rate | {r['e2e_rate'] / bare:.2f} |",
         f"| dispatcher CPU per delivery during the drain (ms) | {r['cpu_ms_per_delivery']:.2f} |",
         f"| drain rate / bare POST rate | {r['drain_rate'] / bare:.2f} |",
         f"| publish→2xx latency at full load, p50 / p99 (ms) | {_pct(e2e, 0.5):.0f} / "
         f"{_pct(e2e, 0.99):.0f} |",
-        f"| publish→2xx latency at {LIGHT_RATE:.0f} events/s, p50 / p99 (ms) | "
+        f"| publish→2xx latency at half that rate ({r['light_rate']:.0f} PublishEvent/s), "
+        "p50 / p99 (ms) | "
         f"{_pct(light, 0.5):.1f} / {_pct(light, 0.99):.1f} |",
         f"| dispatcher RSS after a tenth / half / all of the drain, and peak (MiB) | "
         f"{r['rss_after_tenth_mib']:.1f} / {r['rss_half_mib']:.1f} / {r['rss_end_mib']:.1f} / "
         f"{r['rss_peak_mib']:.1f} |",
+        f"| nine fast configurations alone / beside a tenth that hangs (deliveries/s) | "
+        f"{r['fair_alone']:.0f} / {r['fair_hanging']:.0f} |",
+        f"| fast configurations' rate beside a hanging one / alone | {fair:.2f} |",
     ]
     if DELIVERIES < 100_000:
         lines += [
@@ -329,6 +481,26 @@ def _render(r: dict[str, Any]) -> Section:
                 f"end-to-end delivery rate at least half the bare POST rate "
                 f"(measured {r['e2e_rate'] / bare:.2f})",
                 r["e2e_rate"] >= bare / 2,
+            ),
+            (
+                f"drain of the queue at least 0.6 of the bare POST rate "
+                f"(measured {r['drain_rate'] / bare:.2f})",
+                r["drain_rate"] >= 0.6 * bare,
+            ),
+            (
+                f"publish→2xx p99 under 100 ms at half the highest rate "
+                f"(measured {_pct(light, 0.99):.0f} ms)",
+                _pct(light, 0.99) < 100,
+            ),
+            (
+                f"BatchPublishEvents at least 20,000 events/s "
+                f"(measured {r['batch_publish_rate']:,.0f})",
+                r["batch_publish_rate"] >= 20_000,
+            ),
+            (
+                f"beside a hanging tenth, the others keep at least 0.8 of their rate alone "
+                f"(measured {fair:.2f})",
+                fair >= 0.8,
             ),
             (
                 f"dispatcher memory flat over {DELIVERIES:,} deliveries "

@@ -96,14 +96,14 @@ def client(stack: Stack) -> Iterator[httpx.Client]:
         yield http
 
 
-def _well_formed(reply: httpx.Response) -> None:
-    assert reply.status_code < 500, reply.text
+def _well_formed(reply: httpx.Response, sent: bytes = b"") -> None:
+    assert reply.status_code < 500, (reply.text, sent[:2000])
     assert reply.headers.get("content-type") == "application/json", (reply, reply.text)
     body = reply.json()
     assert isinstance(body, dict) and "data" in body, reply.text
     for error in body.get("errors") or []:
         assert isinstance(error["message"], str) and error["message"], error
-        assert error["extensions"]["code"] in KNOWN_CODES, error
+        assert error["extensions"]["code"] in KNOWN_CODES, (error, sent[:2000])
         assert "Traceback" not in error["message"]
     if reply.status_code >= 400:
         assert body["data"] is None and body["errors"], reply.text
@@ -113,7 +113,7 @@ def _post(client: httpx.Client, kind: str, content: str | bytes) -> None:
     COUNTS[kind] += 1
     raw = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
     reply = client.post("/graphql", content=raw, headers={"Content-Type": "application/json"})
-    _well_formed(reply)
+    _well_formed(reply, raw)
 
 
 @pytest.mark.parametrize("mode", [Mode.POSITIVE, Mode.NEGATIVE], ids=["valid", "invalid"])

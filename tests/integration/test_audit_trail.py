@@ -138,6 +138,10 @@ async def test_denied_calls_are_recorded(app_context: AppContext) -> None:
         audit.CALL_DENIED,
         audit.DENIED,
     )
+    # A hostile caller chooses the resource string; it is stored bounded.
+    await trail.denied("publisher", method, "partners/acme/" + "x" * 100_000, "acme")
+    (longest,), _ = await trail.list_page(GATEWAY, "acme", "", 1, "")
+    assert len(longest.resource) == 512
 
 
 async def test_concurrent_appends_keep_one_gapless_chain(

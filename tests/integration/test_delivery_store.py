@@ -15,8 +15,9 @@ from hookkeeper.service.app.callback_configs import CallbackConfigs
 from hookkeeper.service.app.context import AppContext, Policy
 from hookkeeper.service.app.delivering import Deliverer
 from hookkeeper.service.app.notifications import Notifications
+from hookkeeper.service.app.sending import Answer
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
-from hookkeeper.service.delivery.http import Answer, Sender
+from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound

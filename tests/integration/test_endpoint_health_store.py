@@ -19,7 +19,8 @@ from hookkeeper.service.app.context import AppContext, Policy
 from hookkeeper.service.app.delivering import Deliverer, Outcome
 from hookkeeper.service.app.notifications import Notifications
 from hookkeeper.service.app.secret_rotation import SecretRotation
-from hookkeeper.service.delivery.http import Answer, Sender
+from hookkeeper.service.app.sending import Answer
+from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.deliveries import DeliveryState
 from hookkeeper.service.domain.delivery_names import DeliveryName

@@ -126,3 +126,13 @@ def test_tally_counts_per_actor_resource_and_minute() -> None:
     rest = tally.drain()
     assert [(d.count, at) for _, at, d in rest] == [(1, minute + timedelta(minutes=1))]
     assert tally.drain() == []
+
+
+def test_tally_restores_counts_whose_write_failed() -> None:
+    tally = audit.SignTally()
+    minute = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    tally.add("gateway", "partners/p/callbackConfigs/a", "p", minute)
+    drained = tally.drain()
+    tally.add("gateway", "partners/p/callbackConfigs/a", "p", minute + timedelta(seconds=1))
+    tally.restore(drained)
+    assert [d.count for _, _, d in tally.drain()] == [2]

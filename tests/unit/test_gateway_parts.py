@@ -127,6 +127,24 @@ def test_classify_gives_every_error_a_code_and_masks_surprises() -> None:
     assert masked["extensions"] == {"code": "INTERNAL"}
     kept = GraphQLError("gone", extensions={"code": "NOT_FOUND"})
     assert classify(kept)["extensions"] == {"code": "NOT_FOUND"}
+    # A custom scalar refusing a literal during validation (found by the
+    # gateway campaign as INTERNAL): the caller's mistake, not a bug.
+    literal = GraphQLError(
+        "Expected value of type 'LocalDateTime', but encountered error 'Invalid isoformat'",
+        original_error=ValueError("Invalid isoformat string: ''"),
+    )
+    assert classify(literal)["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    scalar_variable = GraphQLError(
+        "Variable '$input' has invalid value at .since: Expected value of type 'LocalDateTime'",
+        original_error=ValueError("Invalid isoformat string"),
+    )
+    assert classify(scalar_variable)["extensions"] == {
+        "code": "BAD_USER_INPUT",
+        "field": "input.since",
+    }
+    # The same exception raised by a resolver is still a masked bug.
+    resolver = GraphQLError("x", path=["y"], original_error=ValueError("internal detail"))
+    assert classify(resolver)["extensions"] == {"code": "INTERNAL"}
 
 
 CREATE_WITH_VARIABLE = (

@@ -2,10 +2,11 @@
 every quarter second over the gateway's own channel.
 
 The service reports NOT_SERVING while its database is out of reach; a
-service that is stopped, paused or unreachable does not answer within the
-probe's timeout. Either way the gateway answers 503 (``/healthz`` and every
-GraphQL request) until the service says SERVING again, and logs one line
-when it goes and one when it comes back, never one per request.
+service that is stopped or unreachable refuses the connection, and a paused
+one does not answer within the probe's timeout (three times in a row).
+Either way the gateway answers 503 (``/healthz`` and every GraphQL request)
+until the service says SERVING again, and logs one line when it goes and
+one when it comes back, never one per request.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from hookkeeper.gateway import rpc
 _log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_SECONDS = 0.25
-PROBE_TIMEOUT_SECONDS = 1.0
-# A probe that times out may only mean this process's event loop was busy:
-# the service counts as gone after this many timeouts in a row. A refused
-# connection or NOT_SERVING counts at once.
-TIMEOUTS_BEFORE_UNAVAILABLE = 2
+PROBE_TIMEOUT_SECONDS = 1.5
+# A probe that times out may only mean this machine or this process's event
+# loop was busy: the service counts as gone after this many timeouts in a
+# row (about 4.5 s for a paused service). A refused connection or
+# NOT_SERVING counts at once.
+TIMEOUTS_BEFORE_UNAVAILABLE = 3
 # Retry-After of a 503: the probe notices recovery well within a second.
 RETRY_AFTER_SECONDS = 1
 

@@ -138,7 +138,17 @@ def classify(error: GraphQLError) -> dict[str, Any]:
         return dict(error.formatted)
     formatted = dict(error.formatted)
     message = error.message
-    if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
+    original = error.original_error
+    if error.path is None and isinstance(original, ValueError | TypeError):
+        # A custom scalar refused the request's value (a `LocalDateTime`
+        # literal or variable that is no date): the caller's mistake, found
+        # before anything ran; scalars' messages name the reason, not secrets.
+        if match := _VARIABLE.match(message):
+            field, formatted["message"] = _variable_error(match["name"], message)
+            formatted["extensions"] = {"code": BAD_USER_INPUT, "field": field}
+        else:
+            formatted["extensions"] = {"code": GRAPHQL_VALIDATION_FAILED}
+    elif original is not None and not isinstance(original, GraphQLError):
         # An exception from a resolver: log its type, tell the partner nothing.
         _log.error(
             "unhandled %s in a resolver at %s",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib.metadata import entry_points
 
 import click
 
-from hookkeeper.gateway.commands import dev, gateway
 from hookkeeper.service import bootstrap, telemetry
 from hookkeeper.service.app.clock_offset import clock_from_settings
 from hookkeeper.service.app.context import AppContext
@@ -199,12 +199,24 @@ def keys_rotate() -> None:
     click.echo(f"resealed {asyncio.run(run())} values under the newest key")
 
 
-# Partner accounts and tokens, the public GraphQL gateway, and `make run`'s
-# all-in-one development command (docs/gateway.md).
+# Partner accounts and tokens.
 main.add_command(partner)
 # Least-privilege principals and the audit trail (docs/security.md).
 main.add_command(principal)
 main.add_command(audit)
 main.add_command(tls)
-main.add_command(gateway)
-main.add_command(dev)
+
+
+def _add_contributed_commands(group: click.Group) -> None:
+    """Adds the commands other parts of Hookkeeper contribute through the
+    ``hookkeeper.commands`` entry points (pyproject.toml): the gateway's
+    ``gateway`` and ``make run``'s all-in-one ``dev`` (docs/gateway.md). The
+    service never imports the gateway, which depends on it."""
+    for entry_point in entry_points(group="hookkeeper.commands"):
+        command = entry_point.load()
+        if not isinstance(command, click.Command):
+            raise TypeError(f"entry point {entry_point.value} is not a click command")
+        group.add_command(command, entry_point.name)
+
+
+_add_contributed_commands(main)

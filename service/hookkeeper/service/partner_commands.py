@@ -83,9 +83,9 @@ def issue_token(partner_id: str) -> None:
 def revoke_token(token: str | None, partner_id: str | None) -> None:
     """Revoke TOKEN (or `-` to read it from stdin), or every token of --partner.
 
-    The gateway caches a token's partner briefly
-    (HOOKKEEPER_GATEWAY_PARTNER_CACHE_SECONDS, 30 s by default), so a revoked
-    token stops working everywhere within that time.
+    Every gateway hears of it through the service's revocation feed and
+    stops accepting the token within moments, whatever its partner cache's
+    lifetime (docs/gateway.md).
     """
     if (token is None) == (partner_id is None):
         raise click.UsageError("give either TOKEN (or -) or --partner PARTNER")

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     dispatcher_poll_interval_seconds: float = Field(default=0.25, gt=0)
     dispatcher_batch_size: int = Field(default=50, ge=1, le=1000)
     dispatcher_concurrency: int = Field(default=64, ge=1, le=1024)
+    # Attempts in flight to one callback host (host:port) per dispatcher; 0:
+    # a quarter of dispatcher_concurrency (docs/delivery.md says why).
+    dispatcher_per_host_concurrency: int = Field(default=0, ge=0, le=1024)
     delivery_lease_margin_seconds: float = Field(default=30.0, gt=0)
     # Endpoint health (docs/endpoint-health.md): a configuration whose every
     # attempt failed this many hours is disabled.

@@ -747,6 +747,63 @@ class PublishEventResponse(_message.Message):
 Global___PublishEventResponse: _TypeAlias = PublishEventResponse  # noqa: Y015
 
 @_typing.final
+class BatchPublishEventsRequest(_message.Message):
+    """Request for BatchPublishEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The partner every event concerns, `partners/{partner}`."""
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishEventRequest]:
+        """The events to publish, 1 to 1,000, in order. Each entry's `parent` must
+        be empty or equal to `parent`. An `event_id` repeated within the batch
+        is answered as a duplicate of its first entry.
+        """
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        requests: _abc.Iterable[Global___PublishEventRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchPublishEventsRequest: _TypeAlias = BatchPublishEventsRequest  # noqa: Y015
+
+@_typing.final
+class BatchPublishEventsResponse(_message.Message):
+    """Response of BatchPublishEvents."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishEventResponse]:
+        """One answer per request, in the requests' order, as PublishEvent would
+        have given it.
+        """
+
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___PublishEventResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchPublishEventsResponse: _TypeAlias = BatchPublishEventsResponse  # noqa: Y015
+
+@_typing.final
 class SendTestNotificationRequest(_message.Message):
     """Request for SendTestNotification."""
 

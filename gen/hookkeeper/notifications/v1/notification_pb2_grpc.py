@@ -70,6 +70,11 @@ class NotificationServiceStub:
                 request_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.PublishEventRequest.SerializeToString,
                 response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.PublishEventResponse.FromString,
                 _registered_method=True)
+        self.BatchPublishEvents = channel.unary_unary(
+                '/hookkeeper.notifications.v1.NotificationService/BatchPublishEvents',
+                request_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.BatchPublishEventsRequest.SerializeToString,
+                response_deserializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.BatchPublishEventsResponse.FromString,
+                _registered_method=True)
         self.SendTestNotification = channel.unary_unary(
                 '/hookkeeper.notifications.v1.NotificationService/SendTestNotification',
                 request_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.SendTestNotificationRequest.SerializeToString,
@@ -152,6 +157,16 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchPublishEvents(self, request, context):
+        """Publishes up to 1,000 events of a partner in one call and one
+        transaction (AIP-233): all or nothing. A bad entry fails the whole call
+        with INVALID_ARGUMENT naming it by index (`requests[3].payload_json`)
+        and nothing is stored. Each event id is idempotent as in PublishEvent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SendTestNotification(self, request, context):
         """Sends a test notification of an event type and payload to a callback
         configuration now, once, and reports the outcome. The attempt is
@@ -220,6 +235,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.PublishEvent,
                     request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.PublishEventRequest.FromString,
                     response_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.PublishEventResponse.SerializeToString,
+            ),
+            'BatchPublishEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchPublishEvents,
+                    request_deserializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.BatchPublishEventsRequest.FromString,
+                    response_serializer=hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.BatchPublishEventsResponse.SerializeToString,
             ),
             'SendTestNotification': grpc.unary_unary_rpc_method_handler(
                     servicer.SendTestNotification,
@@ -410,6 +430,33 @@ class NotificationService:
             '/hookkeeper.notifications.v1.NotificationService/PublishEvent',
             hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.PublishEventRequest.SerializeToString,
             hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.PublishEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchPublishEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hookkeeper.notifications.v1.NotificationService/BatchPublishEvents',
+            hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.BatchPublishEventsRequest.SerializeToString,
+            hookkeeper_dot_notifications_dot_v1_dot_notification__pb2.BatchPublishEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

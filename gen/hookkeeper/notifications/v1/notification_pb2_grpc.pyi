@@ -66,6 +66,12 @@ class NotificationServiceStub:
     Publishing the same `event_id` again for the same partner changes
     nothing and answers with the first event and `duplicate` set.
     """
+    BatchPublishEvents: _grpc.UnaryUnaryMultiCallable[_notification_pb2.BatchPublishEventsRequest, _notification_pb2.BatchPublishEventsResponse]
+    """Publishes up to 1,000 events of a partner in one call and one
+    transaction (AIP-233): all or nothing. A bad entry fails the whole call
+    with INVALID_ARGUMENT naming it by index (`requests[3].payload_json`)
+    and nothing is stored. Each event id is idempotent as in PublishEvent.
+    """
     SendTestNotification: _grpc.UnaryUnaryMultiCallable[_notification_pb2.SendTestNotificationRequest, _notification_pb2.SendTestNotificationResponse]
     """Sends a test notification of an event type and payload to a callback
     configuration now, once, and reports the outcome. The attempt is
@@ -124,6 +130,12 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     answers and fans out to the configuration subscribed to its event type.
     Publishing the same `event_id` again for the same partner changes
     nothing and answers with the first event and `duplicate` set.
+    """
+    BatchPublishEvents: _aio.UnaryUnaryMultiCallable[_notification_pb2.BatchPublishEventsRequest, _notification_pb2.BatchPublishEventsResponse]  # type: ignore[assignment]
+    """Publishes up to 1,000 events of a partner in one call and one
+    transaction (AIP-233): all or nothing. A bad entry fails the whole call
+    with INVALID_ARGUMENT naming it by index (`requests[3].payload_json`)
+    and nothing is stored. Each event id is idempotent as in PublishEvent.
     """
     SendTestNotification: _aio.UnaryUnaryMultiCallable[_notification_pb2.SendTestNotificationRequest, _notification_pb2.SendTestNotificationResponse]  # type: ignore[assignment]
     """Sends a test notification of an event type and payload to a callback
@@ -216,6 +228,18 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         answers and fans out to the configuration subscribed to its event type.
         Publishing the same `event_id` again for the same partner changes
         nothing and answers with the first event and `duplicate` set.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchPublishEvents(
+        self,
+        request: _notification_pb2.BatchPublishEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.BatchPublishEventsResponse, _abc.Awaitable[_notification_pb2.BatchPublishEventsResponse]]:
+        """Publishes up to 1,000 events of a partner in one call and one
+        transaction (AIP-233): all or nothing. A bad entry fails the whole call
+        with INVALID_ARGUMENT naming it by index (`requests[3].payload_json`)
+        and nothing is stored. Each event id is idempotent as in PublishEvent.
         """
 
     @_abc_1.abstractmethod

@@ -9,7 +9,7 @@ code runs, so a denied call changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
 
 import grpc
@@ -60,6 +60,24 @@ def _deny(message: str) -> grpc.RpcMethodHandler[Any, Any]:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     return grpc.unary_unary_rpc_method_handler(abort)
+
+
+def _refuse_streaming(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    message = "client-streaming methods are not authorised by this server"
+
+    async def refuse(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+    kinds = {
+        "stream_unary": grpc.stream_unary_rpc_method_handler,
+        "stream_stream": grpc.stream_stream_rpc_method_handler,
+    }
+    kind = next(k for k in kinds if getattr(handler, k) is not None)
+    return kinds[kind](
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _resources(message: Message, depth: int = 0) -> Iterable[str]:
@@ -129,45 +147,80 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         elif not self._by_identity:
             return _deny("missing bearer token in the authorization metadata")
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # unknown method (UNIMPLEMENTED); every RPC here is unary
+        if handler is None:
+            return handler  # unknown method: UNIMPLEMENTED
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._guarded_stream(handler.unary_stream, method, by_token),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_unary is None:
+            # Client-streaming requests name no resource before the first
+            # message: such an RPC must get checks of its own, not pass unchecked.
+            return _refuse_streaming(handler)
         return grpc.unary_unary_rpc_method_handler(
             self._guarded(cast(Unary, handler.unary_unary), method, by_token),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    def _guarded(
+    async def _authorise(
         self,
-        inner: Unary,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
         method: str,
         by_token: Principal | None,
-    ) -> Unary:
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            principal = by_token or self._by_certificate(context)
-            if principal is None:
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "missing bearer token in the authorization metadata",
-                )
-            assert principal is not None
-            resource, partners = request_partners(request)
-            if not principal.allows_method(method):
+    ) -> Principal:
+        """The caller's principal, once it may call ``method`` for every
+        partner the request names; aborts (UNAUTHENTICATED or
+        PERMISSION_DENIED) otherwise."""
+        principal = by_token or self._by_certificate(context)
+        if principal is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing bearer token in the authorization metadata",
+            )
+        assert principal is not None
+        resource, partners = request_partners(request)
+        if not principal.allows_method(method):
+            await self._denied(
+                context, principal, method, resource, None, f"may not call {method[1:]}"
+            )
+        for partner in partners:
+            if not principal.allows_partner(partner):
                 await self._denied(
-                    context, principal, method, resource, None, f"may not call {method[1:]}"
+                    context,
+                    principal,
+                    method,
+                    resource,
+                    partner,
+                    f"may not act for partners/{partner}",
                 )
-            for partner in partners:
-                if not principal.allows_partner(partner):
-                    await self._denied(
-                        context,
-                        principal,
-                        method,
-                        resource,
-                        partner,
-                        f"may not act for partners/{partner}",
-                    )
+        return principal
+
+    def _guarded(self, inner: Unary, method: str, by_token: Principal | None) -> Unary:
+        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            principal = await self._authorise(request, context, method, by_token)
             with caller.acting_as(principal):
                 return await inner(request, context)
+
+        return guarded
+
+    def _guarded_stream(
+        self, inner: Callable[..., Any], method: str, by_token: Principal | None
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def guarded(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            principal = await self._authorise(request, context, method, by_token)
+            with caller.acting_as(principal):
+                result = inner(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for item in result:
+                        yield item
+                else:
+                    await result  # a handler that writes with context.write
 
         return guarded
 

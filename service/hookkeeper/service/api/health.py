@@ -12,19 +12,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from grpc_health.v1 import health_pb2
-
-from hookkeeper.service.store.database import Database
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _DOWN_INTERVAL = 0.2
 
 
+class _Availability(Protocol):
+    up: bool
+    changed: asyncio.Event
+
+
+class Probed(Protocol):
+    """What health needs of the database (the store's ``Database`` is one):
+    its last known availability, and a probe that updates it."""
+
+    @property
+    def availability(self) -> _Availability:
+        """The database's state as this process last saw it."""
+
+    async def probe(self, limit_seconds: float) -> bool:
+        """Checks the database, updating ``availability``."""
+
+
 async def follow_database(
-    database: Database,
+    database: Probed,
     health: Any,
     services: Iterable[str],
     interval: float,

@@ -11,9 +11,16 @@ from google.protobuf import duration_pb2
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import from_timestamp, timestamp
-from hookkeeper.service.app.notifications import Notifications
+from hookkeeper.service.app.notifications import Notifications, PublishEntry
 from hookkeeper.service.domain import event_types, paging
-from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
+from hookkeeper.service.domain.deliveries import (
+    AttemptRecord,
+    DeliveryKind,
+    DeliveryRecord,
+    DeliveryState,
+    EventRecord,
+    SubscriptionRecord,
+)
 from hookkeeper.service.domain.delivery_names import (
     SubscriptionName,
     attempt_name,
@@ -23,12 +30,6 @@ from hookkeeper.service.domain.delivery_names import (
 )
 from hookkeeper.service.domain.errors import invalid
 from hookkeeper.service.domain.names import ConfigName, parse_config, parse_partner
-from hookkeeper.service.store.records import (
-    AttemptRecord,
-    DeliveryRecord,
-    EventRecord,
-    SubscriptionRecord,
-)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -199,6 +200,30 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             event=event_message(published.event),
             deliveries=[delivery_message(d) for d in published.deliveries],
             duplicate=published.duplicate,
+        )
+
+    async def BatchPublishEvents(
+        self, request: pb.BatchPublishEventsRequest, context: Context
+    ) -> pb.BatchPublishEventsResponse:
+        """Stores up to 1,000 events in one transaction, all or nothing."""
+        partner_id = parse_partner(request.parent)
+        published = await self._notifications.publish_many(
+            partner_id,
+            request.parent,
+            [
+                PublishEntry(r.parent, r.event_type, r.event_id, r.payload_json)
+                for r in request.requests
+            ],
+        )
+        return pb.BatchPublishEventsResponse(
+            responses=[
+                pb.PublishEventResponse(
+                    event=event_message(p.event),
+                    deliveries=[delivery_message(d) for d in p.deliveries],
+                    duplicate=p.duplicate,
+                )
+                for p in published
+            ]
         )
 
     async def SendTestNotification(

@@ -17,7 +17,6 @@ from dataclasses import asdict
 from datetime import datetime
 
 from opentelemetry import trace
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.app import caller
 from hookkeeper.service.app.context import AppContext
@@ -26,10 +25,12 @@ from hookkeeper.service.domain.audit import AuditEvent, Draft, Problem
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.principals import Principal, like_patterns
 from hookkeeper.service.store import audit as store
+from hookkeeper.service.store.database import Connection
 
 _log = logging.getLogger(__name__)
 _VERIFY_BATCH = 1000
 _SEAL_BATCH = 500
+_MAX_RESOURCE = 512
 # How often events are sealed, and counted signatures of finished minutes written.
 SEAL_SECONDS = 0.5
 FLUSH_SECONDS = 10.0
@@ -46,7 +47,7 @@ def _row(event: AuditEvent) -> dict[str, object]:
     return row
 
 
-async def _insert(conn: AsyncConnection, items: list[tuple[str, datetime, Draft]]) -> None:
+async def _insert(conn: Connection, items: list[tuple[str, datetime, Draft]]) -> None:
     trace_id = _trace_id()
     await store.insert(
         conn,
@@ -55,7 +56,7 @@ async def _insert(conn: AsyncConnection, items: list[tuple[str, datetime, Draft]
 
 
 async def record(
-    ctx: AppContext, conn: AsyncConnection, *drafts: Draft, actor: str | None = None
+    ctx: AppContext, conn: Connection, *drafts: Draft, actor: str | None = None
 ) -> None:
     """Appends events in ``conn``'s transaction, as the current caller (they
     commit or roll back with the change they describe)."""
@@ -76,7 +77,10 @@ class AuditTrail:
 
     async def denied(self, actor: str, method: str, resource: str, partner: str | None) -> None:
         """Records a refused call in a transaction of its own."""
-        draft = Draft(audit.CALL_DENIED, resource or method.lstrip("/"), partner, audit.DENIED)
+        # The caller chose the resource string: bounded, so a denied call
+        # cannot store megabytes.
+        named = (resource or method.lstrip("/"))[:_MAX_RESOURCE]
+        draft = Draft(audit.CALL_DENIED, named, partner, audit.DENIED)
         async with self._ctx.database.write() as conn:
             await record(self._ctx, conn, draft, actor=actor)
 
@@ -89,8 +93,12 @@ class AuditTrail:
         how many events were written."""
         items = self._ctx.sign_tally.drain(None if everything else self._ctx.clock())
         if items:
-            async with self._ctx.database.write() as conn:
-                await _insert(conn, items)
+            try:
+                async with self._ctx.database.write() as conn:
+                    await _insert(conn, items)
+            except BaseException:
+                self._ctx.sign_tally.restore(items)
+                raise
         return len(items)
 
     async def seal_pending(self) -> int:
@@ -113,8 +121,11 @@ class AuditTrail:
     async def run(self, stop: asyncio.Event) -> None:
         """Worker of ``serve``: seals events every SEAL_SECONDS and writes
         counted signatures every FLUSH_SECONDS; on stop, all of them. A failed
-        round is logged and tried again next time (nothing is lost)."""
+        round is tried again next time (nothing is lost); a database outage is
+        left to the health follower to report, anything else is logged once
+        per run of failures."""
         flushed = time.monotonic()
+        failing = False
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SEAL_SECONDS)
@@ -123,10 +134,13 @@ class AuditTrail:
                     await self.flush_signs(everything=stop.is_set())
                     flushed = time.monotonic()
                 await self.seal_pending()
+                failing = False
             except Unavailable:
-                pass  # logged once by the database's availability; next round retries
+                pass
             except Exception:
-                _log.exception("could not seal the audit trail or write counted signatures")
+                if not failing:
+                    _log.exception("could not seal the audit trail or write counted signatures")
+                failing = True
 
     async def list_page(
         self,

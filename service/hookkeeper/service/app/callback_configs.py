@@ -20,7 +20,6 @@ from hookkeeper.service.domain.endpoint_health import MANUAL_REASON
 from hookkeeper.service.domain.errors import NotFound
 from hookkeeper.service.domain.names import ConfigName, new_config_id
 from hookkeeper.service.store import callback_configs as store
-from hookkeeper.service.store.change_feed import announce
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 
 _MAX_KNOWN_PARTNERS = 100_000
@@ -94,15 +93,16 @@ class CallbackConfigs:
             expire_time=expire_time,
             retire_time=None,
         )
-        async with self._ctx.database.write() as conn:
+        # A new configuration is in no cache: nothing to announce.
+        async with self._ctx.unit_of_work() as uow:
             if partner_id not in self._known_partners:
-                await store.ensure_partner(conn, partner_id, now)
-            await store.insert_config(conn, record)
-            await store.insert_secret(conn, secret_record)
-            await delivery_hooks.callback_url_set(conn, partner_id, config_id, now)
+                await uow.configs.ensure_partner(partner_id, now)
+            await uow.configs.insert_config(record)
+            await uow.configs.insert_secret(secret_record)
+            await delivery_hooks.callback_url_set(uow.conn, partner_id, config_id, now)
             await trail.record(
                 self._ctx,
-                conn,
+                uow.conn,
                 audit.Draft(
                     audit.CONFIG_CREATE, str(ConfigName(partner_id, config_id)), partner_id
                 ),
@@ -154,8 +154,8 @@ class CallbackConfigs:
             prefix="callback_config.",
         )
         now = self._ctx.clock()
-        async with self._ctx.database.write() as conn:
-            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+        async with self._ctx.unit_of_work() as uow:
+            record = await uow.configs.get_for_update(name.partner_id, name.config_id)
             if record is None:
                 raise NotFound(str(name))
             if not mask or "signature_scheme" in mask or mask == ["*"]:
@@ -168,61 +168,58 @@ class CallbackConfigs:
             if not changes:
                 return to_domain(record)
             changes["update_time"] = now
-            await store.update_config(conn, record.id, changes)
+            await uow.configs.update_config(record.id, changes)
             if changes.get("callback_url", record.callback_url) != record.callback_url:
-                await delivery_hooks.callback_url_set(conn, name.partner_id, record.id, now)
-            await announce(conn, record.id)
+                await delivery_hooks.callback_url_set(uow.conn, name.partner_id, record.id, now)
+            uow.changed(record.id)
             await trail.record(
-                self._ctx, conn, audit.Draft(audit.CONFIG_UPDATE, str(name), name.partner_id)
+                self._ctx, uow.conn, audit.Draft(audit.CONFIG_UPDATE, str(name), name.partner_id)
             )
         # Derived rather than read back: the row lock kept everything else as read.
-        updated = replace(record, **changes)
-        self._ctx.invalidate(record.id)
-        return to_domain(updated)
+        return to_domain(replace(record, **changes))
 
     async def disable(self, name: ConfigName) -> CallbackConfig:
         """Disables the configuration by request (see app/endpoint_health.py)."""
-        async with self._ctx.database.write() as conn:
-            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+        async with self._ctx.unit_of_work() as uow:
+            record = await uow.configs.get_for_update(name.partner_id, name.config_id)
             if record is None:
                 raise NotFound(str(name))
-            await endpoint_health.disable(conn, record.id, MANUAL_REASON, self._ctx.clock())
-            record = await store.get_config(conn, name.partner_id, name.config_id)
+            await endpoint_health.disable(uow.conn, record.id, MANUAL_REASON, self._ctx.clock())
+            record = await store.get_config(uow.conn, name.partner_id, name.config_id)
+            uow.changed(name.config_id)
             await trail.record(
-                self._ctx, conn, audit.Draft(audit.CONFIG_DISABLE, str(name), name.partner_id)
+                self._ctx, uow.conn, audit.Draft(audit.CONFIG_DISABLE, str(name), name.partner_id)
             )
-        self._ctx.invalidate(name.config_id)
         assert record is not None
         return to_domain(record)
 
     async def enable(self, name: ConfigName) -> CallbackConfig:
         """Enables the configuration; its paused deliveries resume."""
-        async with self._ctx.database.write() as conn:
-            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+        async with self._ctx.unit_of_work() as uow:
+            record = await uow.configs.get_for_update(name.partner_id, name.config_id)
             if record is None:
                 raise NotFound(str(name))
-            await endpoint_health.enable(conn, record.id, self._ctx.clock())
-            record = await store.get_config(conn, name.partner_id, name.config_id)
+            await endpoint_health.enable(uow.conn, record.id, self._ctx.clock())
+            record = await store.get_config(uow.conn, name.partner_id, name.config_id)
+            uow.changed(name.config_id)
             await trail.record(
-                self._ctx, conn, audit.Draft(audit.CONFIG_ENABLE, str(name), name.partner_id)
+                self._ctx, uow.conn, audit.Draft(audit.CONFIG_ENABLE, str(name), name.partner_id)
             )
-        self._ctx.invalidate(name.config_id)
         assert record is not None
         return to_domain(record)
 
     async def delete(self, name: ConfigName) -> None:
         """Deletes the configuration and its secrets; NotFound when absent."""
-        async with self._ctx.database.write() as conn:
-            record = await store.get_config(conn, name.partner_id, name.config_id, for_update=True)
+        async with self._ctx.unit_of_work() as uow:
+            record = await uow.configs.get_for_update(name.partner_id, name.config_id)
             if record is None:
                 raise NotFound(str(name))
-            await delivery_hooks.config_deleted(conn, record.id, self._ctx.clock())
-            await store.delete_config(conn, record.id)
-            await announce(conn, record.id)
+            await delivery_hooks.config_deleted(uow.conn, record.id, self._ctx.clock())
+            await uow.configs.delete_config(record.id)
+            uow.changed(record.id)
             await trail.record(
-                self._ctx, conn, audit.Draft(audit.CONFIG_DELETE, str(name), name.partner_id)
+                self._ctx, uow.conn, audit.Draft(audit.CONFIG_DELETE, str(name), name.partner_id)
             )
-        self._ctx.invalidate(record.id)
 
 
 class _Changes(TypedDict, total=False):

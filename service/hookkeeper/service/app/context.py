@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.app.token_revocations import TokenRevocations
+from hookkeeper.service.app.unit_of_work import UnitOfWork, UnitOfWorkFactory, sql_unit_of_work
 from hookkeeper.service.crypto.keyring import Keyring
 from hookkeeper.service.domain.audit import SignTally
 from hookkeeper.service.domain.paging import PageTokens
@@ -42,6 +44,9 @@ class AppContext:
     clock: Clock = system_clock
     # Read cache for Get and Sign; None (or disabled) reads the database.
     cache: ConfigCache | None = None
+    # Where write transactions come from; None: ``database.write()`` through
+    # sql_unit_of_work. Tests pass an in-memory one.
+    units_of_work: UnitOfWorkFactory | None = None
     # SignNotification uses not yet written to the audit trail (app/audit.py).
     sign_tally: SignTally = field(default_factory=SignTally, compare=False)
     # Token revocations for WatchTokenRevocations; live only while a source
@@ -53,6 +58,13 @@ class AppContext:
         """Page tokens under keys derived from the master keyring: every
         replica with the same keyring reads every other's tokens."""
         return PageTokens(self.keyring.derive_keys(b"hookkeeper page tokens v1"))
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A write transaction that announces and invalidates what it changed
+        (app/unit_of_work.py)."""
+        if self.units_of_work is not None:
+            return self.units_of_work()
+        return sql_unit_of_work(self.database, self.invalidate)
 
     def invalidate(self, config_id: str) -> None:
         """Drops a changed configuration from this process's read cache."""

@@ -11,20 +11,20 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hookkeeper.service.app.context import AppContext, api_key_aad
-from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.app.secret_rotation import SecretRotation, Signature
+from hookkeeper.service.app.sending import Answer, Sender
 from hookkeeper.service.crypto.keyring import KeyringError
-from hookkeeper.service.delivery.http import Answer, Sender
 from hookkeeper.service.domain import envelope, event_types, retry, throttling
-from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
+from hookkeeper.service.domain.deliveries import (
+    AttemptRecord,
+    DeliveryKind,
+    DeliveryState,
+    EventRecord,
+)
 from hookkeeper.service.domain.endpoint_health import GONE_STATUS
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
-from hookkeeper.service.store.records import (
-    AttemptRecord,
-    ClaimedDelivery,
-    EventRecord,
-    TargetRecord,
-)
+from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,19 @@ def settle(claimed: ClaimedDelivery, answer: Answer, now: datetime, *, scale: fl
     return Settlement(DeliveryState.PENDING, failures, following, answer.error, hold)
 
 
+class BatchKeys:
+    """API keys and secrets of one claimed batch, decrypted once per
+    configuration and kept only while the batch's attempts hold a reference
+    (the dispatcher makes one per claim), never beyond."""
+
+    def __init__(self) -> None:
+        self.api_keys: dict[str, str] = {}
+        self.secrets: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"BatchKeys(<{len(self.api_keys)} api keys, {len(self.secrets)} secrets>)"
+
+
 class Deliverer:
     """Makes attempts: signs through SecretRotation (an expired secret is a
     failed attempt, retried), sends with the Sender."""
@@ -113,18 +126,50 @@ class Deliverer:
         self._scale = scale
         self.owner = owner
 
-    async def _send(self, claimed: ClaimedDelivery, target: TargetRecord) -> Answer:
+    async def _send(
+        self, claimed: ClaimedDelivery, target: TargetRecord, keys: BatchKeys | None
+    ) -> Answer:
         try:
-            return await self._sign_and_send(claimed, target)
+            return await self._sign_and_send(claimed, target, keys)
         except KeyringError as error:
             # Permanent until an operator restores the key: a failed attempt,
             # retried by policy and visible in the log, not a silent loop of
             # expired leases. The message names key ids only.
             return Answer(0, 0, f"cannot open stored credentials: {error}")
 
-    async def _sign_and_send(self, claimed: ClaimedDelivery, target: TargetRecord) -> Answer:
-        delivery = claimed.delivery
+    def _api_key(self, target: TargetRecord, keys: BatchKeys | None) -> str:
+        if keys is not None and target.config_id in keys.api_keys:
+            return keys.api_keys[target.config_id]
         api_key = self._ctx.keyring.open(target.api_key, api_key_aad(target.config_id)).decode()
+        if keys is not None:
+            keys.api_keys[target.config_id] = api_key
+        return api_key
+
+    async def _signature(
+        self, claimed: ClaimedDelivery, target: TargetRecord, body: bytes, keys: BatchKeys | None
+    ) -> Signature:
+        name = ConfigName(claimed.delivery.partner_id, target.config_id)
+        # Standard Webhooks' webhook-id: the transactionId, the same on every retry.
+        webhook_id = claimed.delivery.transaction_id
+        if claimed.secrets is not None:
+            # Read with the claim: no query per delivery.
+            return self._secrets.sign_with(
+                name,
+                target.signature_scheme,
+                claimed.secrets,
+                body,
+                self._ctx.clock(),
+                webhook_id,
+                keys.secrets if keys is not None else None,
+            )
+        async with self._db_slots:
+            return await self._secrets.sign(name, body, None, webhook_id)
+
+    async def _sign_and_send(
+        self, claimed: ClaimedDelivery, target: TargetRecord, keys: BatchKeys | None
+    ) -> Answer:
+        delivery = claimed.delivery
+        api_key = self._api_key(target, keys)
         headers = {"transactionId": delivery.transaction_id, "api-key": api_key}
         if delivery.kind == DeliveryKind.CONNECTIVITY_CHECK:
             return await self._sender.request(
@@ -137,19 +182,14 @@ class Deliverer:
         if claimed.event is None:
             return Answer(0, 0, "the event of this delivery no longer exists")
         body = body_of(claimed.event)
-        # Standard Webhooks' webhook-id: the transactionId, the same on every retry.
-        webhook_id = delivery.transaction_id
         try:
-            async with self._db_slots:
-                signature = await self._secrets.sign(
-                    ConfigName(delivery.partner_id, target.config_id), body, None, webhook_id
-                )
+            signature = await self._signature(claimed, target, body, keys)
         except (FailedPrecondition, InvalidArgument) as error:
             return Answer(0, 0, str(error))
         except NotFound:
             return Answer(0, 0, "the callback configuration no longer exists")
         headers["Content-Type"] = "application/json"
-        headers.update(signature.headers(webhook_id))
+        headers.update(signature.headers(delivery.transaction_id))
         return await self._sender.request(
             "POST",
             target.callback_url,
@@ -158,9 +198,10 @@ class Deliverer:
             timeout_seconds=target.request_timeout_seconds,
         )
 
-    async def attempt(self, claimed: ClaimedDelivery) -> Outcome:
+    async def attempt(self, claimed: ClaimedDelivery, keys: BatchKeys | None = None) -> Outcome:
         """Makes one attempt of a claimed delivery (never raises for the
-        partner's failures; they become the attempt's error)."""
+        partner's failures; they become the attempt's error). ``keys``: the
+        decrypted credentials shared by the attempts of one claimed batch."""
         if claimed.send_at is not None:
             # A reserved slot of the configuration's per-second cap.
             wait = (claimed.send_at - self._ctx.clock()).total_seconds()
@@ -170,7 +211,7 @@ class Deliverer:
         if claimed.target is None:
             answer = Answer(0, 0, "the callback configuration no longer exists")
         else:
-            answer = await self._send(claimed, claimed.target)
+            answer = await self._send(claimed, claimed.target, keys)
         attempt = AttemptRecord(
             id=str(uuid.uuid4()),
             delivery_id=claimed.delivery.id,

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from hookkeeper.service.domain.deliveries import DeliveryKind
 from hookkeeper.service.store import delivery_queue
+from hookkeeper.service.store.database import Connection
 
 
 async def callback_url_set(
-    conn: AsyncConnection, partner_id: str, config_id: str, now: datetime
+    conn: Connection, partner_id: str, config_id: str, now: datetime
 ) -> None:
     """Queues the connectivity check of a new or changed callback URL."""
     await delivery_queue.insert_delivery(
@@ -33,6 +32,6 @@ async def callback_url_set(
     )
 
 
-async def config_deleted(conn: AsyncConnection, config_id: str, now: datetime) -> int:
+async def config_deleted(conn: Connection, config_id: str, now: datetime) -> int:
     """Cancels every pending delivery to a configuration being deleted."""
     return await delivery_queue.cancel_for_config(conn, config_id, now)

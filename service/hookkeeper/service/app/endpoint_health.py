@@ -3,8 +3,11 @@ attempt outcomes mean for their configuration (auto-disable, Retry-After
 holds), and recovering failed deliveries.
 
 The functions taking a connection run inside the caller's transaction (the
-dispatcher's outcome batch, or a configuration RPC's), so a state change,
-its paused deliveries and its notice e-mail commit together or not at all.
+dispatcher's outcome batch, or a configuration RPC's unit of work), so a state
+change, its paused deliveries and its notice e-mail commit together or not at
+all. They announce the change themselves because the dispatcher's batch is
+no unit of work; under a unit of work that also marks the configuration
+changed, PostgreSQL delivers the identical notification once.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from hookkeeper.service import telemetry
 from hookkeeper.service.app.delivering import Outcome
 from hookkeeper.service.domain import endpoint_health as rules
@@ -23,9 +24,10 @@ from hookkeeper.service.domain.deliveries import DeliveryKind
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store import endpoint_health as store
 from hookkeeper.service.store.change_feed import announce
+from hookkeeper.service.store.database import Connection
 
 
-async def disable(conn: AsyncConnection, config_id: str, reason: str, now: datetime) -> bool:
+async def disable(conn: Connection, config_id: str, reason: str, now: datetime) -> bool:
     """Disables an active configuration: pauses its idle pending deliveries
     and queues the one notice e-mail. False (nothing done) when it was
     already disabled."""
@@ -39,7 +41,7 @@ async def disable(conn: AsyncConnection, config_id: str, reason: str, now: datet
     return True
 
 
-async def enable(conn: AsyncConnection, config_id: str, now: datetime) -> int | None:
+async def enable(conn: Connection, config_id: str, now: datetime) -> int | None:
     """Enables a disabled configuration and resumes its paused deliveries in
     publish order with fresh retry schedules; how many resumed, or None when
     it was already active."""
@@ -67,7 +69,7 @@ class _Seen:
 
 
 async def after_attempts(
-    conn: AsyncConnection, outcomes: Sequence[Outcome], now: datetime, disable_after: timedelta
+    conn: Connection, outcomes: Sequence[Outcome], now: datetime, disable_after: timedelta
 ) -> list[ConfigName]:
     """Applies a batch of attempts to their configurations' health: the run
     of failures, Retry-After holds, and disabling (410 Gone at once, or

@@ -8,14 +8,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import Deliverer, Outcome
-from hookkeeper.service.delivery.http import Sender
+from hookkeeper.service.app.sending import Sender
 from hookkeeper.service.domain import audit, envelope, event_types, paging
-from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
+from hookkeeper.service.domain.deliveries import (
+    AttemptRecord,
+    DeliveryKind,
+    DeliveryRecord,
+    DeliveryState,
+    EventRecord,
+    SubscriptionRecord,
+)
 from hookkeeper.service.domain.delivery_names import DeliveryName, SubscriptionName
 from hookkeeper.service.domain.errors import (
     AlreadyExists,
@@ -29,14 +34,8 @@ from hookkeeper.service.domain.names import ConfigName, parse_config
 from hookkeeper.service.store import attempts, delivery_queue, events, subscriptions
 from hookkeeper.service.store import callback_configs as config_store
 from hookkeeper.service.store import endpoint_health as endpoint_store
-from hookkeeper.service.store.records import (
-    AttemptRecord,
-    ClaimedDelivery,
-    DeliveryRecord,
-    EventRecord,
-    SubscriptionRecord,
-    TargetRecord,
-)
+from hookkeeper.service.store.database import Connection
+from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 
 
 @dataclass(frozen=True)
@@ -56,24 +55,73 @@ class DeliveryOptions:
 
 
 def _checked(
-    event_type: str, payload_json: str, event_id_violation: FieldViolation | None
+    event_type: str,
+    payload_json: str,
+    event_id_violation: FieldViolation | None,
+    prefix: str = "",
 ) -> tuple[event_types.EventType, str]:
     """The event type and normalized payload; one InvalidArgument naming every
-    bad field otherwise."""
+    bad field (under ``prefix.`` when given) otherwise."""
     violations: list[FieldViolation | None] = [event_id_violation]
     kind = payload = None
+    at = f"{prefix}." if prefix else ""
     try:
-        kind = event_types.get(event_type)
+        kind = event_types.get(event_type, f"{at}event_type")
     except InvalidArgument as error:
         violations += error.violations
     try:
-        payload = envelope.normalize_payload(payload_json)
+        payload = envelope.normalize_payload(payload_json, f"{at}payload_json")
     except InvalidArgument as error:
         violations += error.violations
     envelope.raise_for(violations)
     assert kind is not None
     assert payload is not None
     return kind, payload
+
+
+MAX_BATCH_PUBLISH = 1000
+
+
+@dataclass(frozen=True)
+class PublishEntry:
+    """One event of a batch publish, as the caller sent it."""
+
+    parent: str
+    event_type: str
+    event_id: str
+    payload_json: str
+
+
+def _checked_batch(
+    parent: str, entries: list[PublishEntry]
+) -> list[tuple[event_types.EventType, str]]:
+    """Every entry's event type and normalized payload; one InvalidArgument
+    naming every bad field by its index (``requests[3].payload_json``)
+    otherwise, so nothing of a bad batch is stored."""
+    if not entries:
+        raise invalid("requests", "must hold at least one PublishEventRequest")
+    if len(entries) > MAX_BATCH_PUBLISH:
+        raise invalid("requests", f"must hold at most {MAX_BATCH_PUBLISH} requests")
+    violations: list[FieldViolation] = []
+    checked = []
+    for i, entry in enumerate(entries):
+        at = f"requests[{i}]"
+        if entry.parent not in ("", parent):
+            violations.append(FieldViolation(f"{at}.parent", "must be empty or equal `parent`"))
+        try:
+            checked.append(
+                _checked(
+                    entry.event_type,
+                    entry.payload_json,
+                    envelope.check_event_id(entry.event_id, f"{at}.event_id"),
+                    at,
+                )
+            )
+        except InvalidArgument as error:
+            violations += error.violations
+    if violations:
+        raise InvalidArgument(violations)
+    return checked
 
 
 class Notifications:
@@ -101,7 +149,7 @@ class Notifications:
         return event_types.CATALOGUE
 
     @staticmethod
-    async def _config_of(conn: AsyncConnection, partner_id: str, value: str, field: str) -> str:
+    async def _config_of(conn: Connection, partner_id: str, value: str, field: str) -> str:
         name = parse_config(value, field=field)
         if name.partner_id != partner_id:
             raise invalid(field, "must be a callback configuration of the same partner")
@@ -206,6 +254,68 @@ class Notifications:
         if queued:
             self._wake()
         return Published(stored, queued, False)
+
+    async def publish_many(
+        self, partner_id: str, parent: str, entries: list[PublishEntry]
+    ) -> list[Published]:
+        """Publishes up to MAX_BATCH_PUBLISH events in one transaction: all or
+        nothing (any bad entry fails the whole batch before anything is
+        stored), each event id idempotent as in ``publish``. An id repeated
+        within the batch is answered like a republish of its first entry."""
+        checked = _checked_batch(parent, entries)
+        now = self._ctx.clock()
+        first_of: dict[str, int] = {}
+        fresh: list[EventRecord] = []
+        for i, (entry, (kind, payload)) in enumerate(zip(entries, checked, strict=True)):
+            if entry.event_id not in first_of:
+                first_of[entry.event_id] = i
+                fresh.append(
+                    EventRecord(
+                        str(uuid.uuid4()),
+                        partner_id,
+                        kind.name,
+                        entry.event_id,
+                        payload,
+                        False,
+                        now,
+                    )
+                )
+        async with self._ctx.database.write() as conn:
+            stored = await events.insert_events(conn, fresh)
+            routes = {
+                s.event_type: s.callback_config_id
+                for s in await subscriptions.list_subscriptions(conn, partner_id)
+            }
+            queued: dict[str, list[DeliveryRecord]] = {}
+            new_deliveries = []
+            for event, inserted in stored:
+                config_id = routes.get(event.event_type)
+                if inserted and config_id is not None:
+                    delivery = delivery_queue.new_delivery(
+                        partner_id=partner_id,
+                        kind=DeliveryKind.EVENT,
+                        event_pk=event.id,
+                        config_id=config_id,
+                        now=now,
+                    )
+                    new_deliveries.append(delivery)
+                    queued[event.id] = [
+                        replace(delivery, event_id=event.event_id, event_type=event.event_type)
+                    ]
+            await delivery_queue.insert_deliveries(conn, new_deliveries)
+            earlier = await delivery_queue.deliveries_of_events(
+                conn, [event.id for event, inserted in stored if not inserted]
+            )
+        if new_deliveries:
+            self._wake()
+        by_id = {event.event_id: (event, inserted) for event, inserted in stored}
+        answers = []
+        for i, entry in enumerate(entries):
+            event, inserted = by_id[entry.event_id]
+            repeat = not inserted or first_of[entry.event_id] != i
+            deliveries = queued.get(event.id, []) if inserted else earlier.get(event.id, [])
+            answers.append(Published(event, deliveries, repeat))
+        return answers
 
     # --- test sends ------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +18,6 @@ from hookkeeper.service.domain.envelope import check_event_id
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store import callback_configs as store
-from hookkeeper.service.store.change_feed import announce
 from hookkeeper.service.store.records import SecretRecord
 
 
@@ -82,8 +82,8 @@ class SecretRotation:
     async def refresh(self, name: ConfigName, *, keep_existing: bool) -> Refreshed:
         """Issues a new secret under a row lock so concurrent refreshes serialise."""
         config_id = name.config_id
-        async with self._ctx.database.write() as conn:
-            locked = await store.lock_with_secrets(conn, name.partner_id, config_id)
+        async with self._ctx.unit_of_work() as uow:
+            locked = await uow.configs.lock_with_secrets(name.partner_id, config_id)
             if locked is None:
                 raise NotFound(str(name))
             scheme, records = locked
@@ -100,14 +100,13 @@ class SecretRotation:
             # Secrets that will never sign again are dropped, not kept as
             # ciphertext; the others get their new retire time.
             ended = lifecycle.ended_after(periods, plan, now)
-            await store.delete_secrets(conn, ended)
-            await store.retire_secrets(
-                conn, {k: v for k, v in plan.retirements.items() if k not in ended}
+            await uow.configs.delete_secrets(ended)
+            await uow.configs.retire_secrets(
+                {k: v for k, v in plan.retirements.items() if k not in ended}
             )
             secret = new_secret(scheme)
             secret_id = str(uuid.uuid4())
-            await store.insert_secret(
-                conn,
+            await uow.configs.insert_secret(
                 SecretRecord(
                     id=secret_id,
                     callback_config_id=config_id,
@@ -119,21 +118,20 @@ class SecretRotation:
                     retire_time=None,
                 ),
             )
-            await store.update_config(
-                conn, config_id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
+            await uow.configs.update_config(
+                config_id, {"secret_expire_time": plan.new_expire_time, "update_time": now}
             )
-            await announce(conn, config_id)
+            uow.changed(config_id)
             await trail.record(
-                self._ctx, conn, audit.Draft(audit.SECRET_REFRESH, str(name), name.partner_id)
+                self._ctx, uow.conn, audit.Draft(audit.SECRET_REFRESH, str(name), name.partner_id)
             )
-        self._ctx.invalidate(config_id)
         return Refreshed(name, secret, plan.new_expire_time, plan.previous_end_time)
 
     async def revoke_previous(self, name: ConfigName) -> Revoked:
         """Ends the overlap now: the previous secret is deleted (it can never
         sign again), under the same row lock as refreshes."""
-        async with self._ctx.database.write() as conn:
-            locked = await store.lock_with_secrets(conn, name.partner_id, name.config_id)
+        async with self._ctx.unit_of_work() as uow:
+            locked = await uow.configs.lock_with_secrets(name.partner_id, name.config_id)
             if locked is None:
                 raise NotFound(str(name))
             _, records = locked
@@ -141,13 +139,12 @@ class SecretRotation:
             periods = [_period(r) for r in records]
             ended = lifecycle.plan_revoke(periods, now)
             current = lifecycle.active_newest_first(periods, now)[0]
-            await store.delete_secrets(conn, ended)
-            await store.update_config(conn, name.config_id, {"update_time": now})
-            await announce(conn, name.config_id)
+            await uow.configs.delete_secrets(ended)
+            await uow.configs.update_config(name.config_id, {"update_time": now})
+            uow.changed(name.config_id)
             await trail.record(
-                self._ctx, conn, audit.Draft(audit.SECRET_REVOKE, str(name), name.partner_id)
+                self._ctx, uow.conn, audit.Draft(audit.SECRET_REVOKE, str(name), name.partner_id)
             )
-        self._ctx.invalidate(name.config_id)
         return Revoked(name, current.expire_time)
 
     async def sign(
@@ -156,8 +153,23 @@ class SecretRotation:
         """Signs ``payload`` with every secret active at the send time, in the
         configuration's scheme (Standard Webhooks needs ``webhook_id``)."""
         now = self._ctx.clock()
-        moment = at or now
         scheme, records = await self._live_secrets(name, now)
+        return self.sign_with(name, scheme, records, payload, at or now, webhook_id)
+
+    def sign_with(
+        self,
+        name: ConfigName,
+        scheme: str,
+        records: Sequence[SecretRecord],
+        payload: bytes,
+        moment: datetime,
+        webhook_id: str = "",
+        opened: dict[str, str] | None = None,
+    ) -> Signature:
+        """``sign`` from secrets already read (the dispatcher reads them with
+        its claim). ``opened`` keeps decrypted secrets by id for the caller's
+        batch, so each is decrypted once per batch, not once per delivery."""
+        now = self._ctx.clock()
         if scheme == STANDARD_WEBHOOKS:
             violation = check_event_id(webhook_id, "webhook_id")
             if violation is not None:
@@ -168,7 +180,7 @@ class SecretRotation:
                 "the configuration's secret has expired; refresh it to sign again"
             )
         by_id = {r.id: r for r in records}
-        secrets = [self._open(by_id[p.secret_id]) for p in active]
+        secrets = [self._open(by_id[p.secret_id], opened) for p in active]
         trail.AuditTrail(self._ctx).count_sign(str(name), name.partner_id)
         if scheme == STANDARD_WEBHOOKS:
             timestamp = swh.unix_seconds(moment)
@@ -192,6 +204,11 @@ class SecretRotation:
         key = ("secrets", name.partner_id, name.config_id)
         return await read_through(self._ctx.cache, key, load)
 
-    def _open(self, record: SecretRecord) -> str:
+    def _open(self, record: SecretRecord, opened: dict[str, str] | None = None) -> str:
+        if opened is not None and record.id in opened:
+            return opened[record.id]
         aad = secret_aad(record.id, record.callback_config_id)
-        return self._ctx.keyring.open(record.sealed, aad).decode()
+        secret = self._ctx.keyring.open(record.sealed, aad).decode()
+        if opened is not None:
+            opened[record.id] = secret
+        return secret

@@ -16,14 +16,16 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from hookkeeper.service import telemetry
 from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app import endpoint_health
 from hookkeeper.service.app.context import AppContext
-from hookkeeper.service.app.delivering import Deliverer, Outcome
+from hookkeeper.service.app.delivering import BatchKeys, Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.errors import Unavailable
@@ -36,6 +38,9 @@ from hookkeeper.service.store.records import (
 _log = logging.getLogger(__name__)
 _FLUSH_MAX = 500
 _QUEUE_REPORT_SECONDS = 10.0
+# A delivery handed back because its host is at the cap is due again after
+# this: by then attempts of that host have likely finished (or timed out).
+_RELEASE_DELAY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class DispatcherOptions:
     poll_interval: float = 0.25
     batch_size: int = 50
     concurrency: int = 64
+    # Attempts in flight to one callback host (docs/delivery.md: why a quarter).
+    per_host: int = 16
     lease_margin: timedelta = timedelta(seconds=30)
     retry_interval_scale: float = 1.0
     # Attempts signing (reading secrets) at once: below the connection pool's
@@ -56,6 +63,11 @@ def _record_admission(admission: Admission) -> None:
     telemetry.record_paused(admission.paused)
     telemetry.record_throttled("retry_after", admission.held)
     telemetry.record_throttled("rate_limit", admission.rate_deferred)
+
+
+def host_of(url: str) -> str:
+    """The callback host an attempt occupies: ``host:port`` as written."""
+    return urlsplit(url).netloc.lower()
 
 
 def dispatcher_id() -> str:
@@ -81,15 +93,25 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._results: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        # Attempts in flight per callback host, and per configuration (with
+        # its host), for the per-host cap.
+        self._hosts: Counter[str] = Counter()
+        self._configs: Counter[str] = Counter()
+        self._config_host: dict[str, str] = {}
 
     def wake(self) -> None:
         """Look for due work now instead of at the next poll."""
         self._wakeup.set()
 
-    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
+    def _saturated_configs(self) -> list[str]:
+        """Configurations in flight whose host is at the cap: not claimed."""
+        cap = self._options.per_host
+        return [c for c, host in self._config_host.items() if self._hosts[host] >= cap]
+
+    async def _claim(self, limit: int) -> tuple[list[ClaimedDelivery], int]:
         token = str(uuid.uuid4())
         async with self._ctx.database.write() as conn:
-            return await delivery_queue.claim_due(
+            claimed = await delivery_queue.claim_due(
                 conn,
                 now=self._ctx.clock(),
                 limit=limit,
@@ -97,9 +119,59 @@ class Dispatcher:
                 token=token,
                 lease_margin=self._options.lease_margin,
                 on_admission=_record_admission,
+                skip_configs=self._saturated_configs(),
             )
+            over = self._over_cap(claimed)
+            if over:
+                # Handed back in the claim's own transaction: never attempted,
+                # never leased to us as far as anyone else can see.
+                await delivery_queue.release(
+                    conn,
+                    [c.delivery.id for c in over],
+                    token,
+                    self._ctx.clock() + _RELEASE_DELAY,
+                )
+        if over:
+            telemetry.record_throttled("host_cap", len(over))
+        handed_back = {id(c) for c in over}
+        return [c for c in claimed if id(c) not in handed_back], len(over)
 
-    async def _one(self, claimed: ClaimedDelivery) -> None:
+    def _over_cap(self, claimed: list[ClaimedDelivery]) -> list[ClaimedDelivery]:
+        """The claimed deliveries whose host would go over the cap."""
+        planned: Counter[str] = Counter()
+        over = []
+        for item in claimed:
+            if item.target is None:
+                continue
+            host = host_of(item.target.callback_url)
+            if self._hosts[host] + planned[host] >= self._options.per_host:
+                over.append(item)
+            else:
+                planned[host] += 1
+        return over
+
+    async def _tracked(self, claimed: ClaimedDelivery, keys: BatchKeys) -> None:
+        """One attempt, counted against its host's cap while in flight."""
+        if claimed.target is None:
+            await self._one(claimed, keys)
+            return
+        host = host_of(claimed.target.callback_url)
+        config = claimed.target.config_id
+        self._hosts[host] += 1
+        self._configs[config] += 1
+        self._config_host[config] = host
+        try:
+            await self._one(claimed, keys)
+        finally:
+            self._hosts[host] -= 1
+            if not self._hosts[host]:
+                del self._hosts[host]
+            self._configs[config] -= 1
+            if not self._configs[config]:
+                del self._configs[config]
+                del self._config_host[config]
+
+    async def _one(self, claimed: ClaimedDelivery, keys: BatchKeys) -> None:
         event = claimed.event
         event_type = event.event_type if event is not None else claimed.delivery.kind
         # One trace per attempt (no-op when tracing is off): the signing
@@ -113,7 +185,7 @@ class Dispatcher:
             },
         ) as current:
             try:
-                outcome = await self._deliverer.attempt(claimed)
+                outcome = await self._deliverer.attempt(claimed, keys)
             except Unavailable:
                 # The outage is logged once by the database's availability;
                 # the lease runs out and the attempt is made again.
@@ -239,18 +311,20 @@ class Dispatcher:
                 free = options.concurrency - len(self._inflight)
                 wanted = min(options.batch_size, free)
                 claimed: list[ClaimedDelivery] = []
+                released = 0
                 if wanted >= self._claim_threshold or not self._inflight:
                     try:
-                        claimed = await self._claim(wanted)
+                        claimed, released = await self._claim(wanted)
                     except Unavailable:
                         pass  # logged once by the database's availability
                     except Exception:
                         _log.exception("cannot claim deliveries; retrying after the poll interval")
+                keys = BatchKeys()  # dropped with the batch's last attempt
                 for item in claimed:
-                    task = asyncio.create_task(self._one(item))
+                    task = asyncio.create_task(self._tracked(item, keys))
                     self._inflight.add(task)
                     task.add_done_callback(self._done)
-                if claimed and len(claimed) == wanted:
+                if claimed and len(claimed) + released == wanted:
                     continue  # a full batch: more may be due right now
                 self._wakeup.clear()
                 waiters = [

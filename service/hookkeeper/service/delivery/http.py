@@ -15,7 +15,6 @@ import ipaddress
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,6 +23,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from hookkeeper.service import telemetry
+from hookkeeper.service.app.sending import Answer
 from hookkeeper.service.domain.addresses import forbidden_reason
 from hookkeeper.service.domain.throttling import THROTTLE_STATUSES
 
@@ -61,23 +61,6 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-@dataclass(frozen=True)
-class Answer:
-    """The outcome of one request: the status (0 when none came), the latency
-    and, for a failure, why."""
-
-    http_status: int
-    latency_ms: int
-    error: str
-    # The Retry-After header of a 429 or 503 answer, as sent.
-    retry_after: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        """A 2xx answer."""
-        return 200 <= self.http_status < 300
-
-
 def refusal(url: str, *, allow_insecure: bool) -> str | None:
     """Why ``url`` may not be contacted before any DNS lookup, or None."""
     parts = urlsplit(url)
@@ -95,7 +78,8 @@ def refusal(url: str, *, allow_insecure: bool) -> str | None:
 
 
 class Sender:
-    """Sends notification requests; one shared connection pool per process."""
+    """Sends notification requests (``app.sending.Sender``); one shared
+    connection pool per process."""
 
     def __init__(self, *, allow_insecure: bool, max_connections: int = 100) -> None:
         self._allow_insecure = allow_insecure

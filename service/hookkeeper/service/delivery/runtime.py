@@ -63,6 +63,8 @@ def dispatcher_options(settings: Settings) -> DispatcherOptions:
         poll_interval=settings.dispatcher_poll_interval_seconds,
         batch_size=settings.dispatcher_batch_size,
         concurrency=settings.dispatcher_concurrency,
+        per_host=settings.dispatcher_per_host_concurrency
+        or max(1, settings.dispatcher_concurrency // 4),
         lease_margin=timedelta(seconds=settings.delivery_lease_margin_seconds),
         retry_interval_scale=settings.retry_interval_scale,
         # Leave a few pooled connections for claiming and recording.

@@ -246,6 +246,12 @@ class SignTally:
         key = (actor, resource, partner_id, at.replace(second=0, microsecond=0))
         self.counts[key] = self.counts.get(key, 0) + 1
 
+    def restore(self, drained: list[tuple[str, datetime, Draft]]) -> None:
+        """Puts back counts whose write failed, to be written with the next."""
+        for actor, minute, draft in drained:
+            key = (actor, draft.resource, draft.partner_id, minute)
+            self.counts[key] = self.counts.get(key, 0) + draft.count
+
     def drain(self, before: datetime | None = None) -> list[tuple[str, datetime, Draft]]:
         """(actor, minute, draft) of every minute that started before
         ``before`` (all when None), removed from the tally."""

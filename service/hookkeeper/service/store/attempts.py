@@ -10,14 +10,12 @@ from datetime import datetime
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookkeeper.service.domain.deliveries import AttemptRecord
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
     notification_events,
     notification_subscriptions,
-)
-from hookkeeper.service.store.records import (
-    AttemptRecord,
 )
 from hookkeeper.service.store.tables import callback_configs
 

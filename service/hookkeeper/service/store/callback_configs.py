@@ -204,6 +204,27 @@ async def live_secrets(
     return scheme, [_secret(row) for row in rows if row._mapping["id"] is not None]
 
 
+_LIVE_SECRETS_OF = select(callback_secrets).where(
+    _secrets.callback_config_id.in_(bindparam("config_ids", expanding=True)),
+    _secrets.expire_time > bindparam("now"),
+    or_(_secrets.retire_time.is_(None), _secrets.retire_time > bindparam("now")),
+)
+
+
+async def live_secrets_of(
+    conn: AsyncConnection, config_ids: Iterable[str], now: datetime
+) -> dict[str, list[SecretRecord]]:
+    """The secrets not yet ended at ``now`` of many configurations, by
+    configuration id, in one round trip (the dispatcher's claim)."""
+    found: dict[str, list[SecretRecord]] = {c: [] for c in config_ids}
+    if found:
+        rows = await conn.execute(_LIVE_SECRETS_OF, {"config_ids": list(found), "now": now})
+        for row in rows:
+            record = _secret(row)
+            found[record.callback_config_id].append(record)
+    return found
+
+
 async def lock_with_secrets(
     conn: AsyncConnection, partner_id: str, config_id: str
 ) -> tuple[str, list[SecretRecord]] | None:
@@ -262,3 +283,59 @@ async def reseal_secret(conn: AsyncConnection, secret_id: str, sealed: Sealed) -
         .where(_secrets.id == secret_id)
         .values(key_id=sealed.key_id, ciphertext=sealed.blob)
     )
+
+
+class ConfigRepository:
+    """The write-side functions above, bound to one transaction's connection
+    (what a unit of work hands its use case as ``uow.configs``)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def ensure_partner(self, partner_id: str, now: datetime) -> None:
+        """See :func:`ensure_partner`."""
+        await ensure_partner(self._conn, partner_id, now)
+
+    async def insert_config(self, record: ConfigRecord) -> None:
+        """See :func:`insert_config`."""
+        await insert_config(self._conn, record)
+
+    async def get_for_update(self, partner_id: str, config_id: str) -> ConfigRecord | None:
+        """The partner's configuration, row-locked; None if absent or not theirs."""
+        return await get_config(self._conn, partner_id, config_id, for_update=True)
+
+    async def update_config(self, config_id: str, values: Mapping[str, Any]) -> None:
+        """See :func:`update_config`."""
+        await update_config(self._conn, config_id, values)
+
+    async def delete_config(self, config_id: str) -> None:
+        """See :func:`delete_config`."""
+        await delete_config(self._conn, config_id)
+
+    async def insert_secret(self, record: SecretRecord) -> None:
+        """See :func:`insert_secret`."""
+        await insert_secret(self._conn, record)
+
+    async def lock_with_secrets(
+        self, partner_id: str, config_id: str
+    ) -> tuple[str, list[SecretRecord]] | None:
+        """See :func:`lock_with_secrets`."""
+        return await lock_with_secrets(self._conn, partner_id, config_id)
+
+    async def retire_secrets(self, retirements: Mapping[str, datetime]) -> None:
+        """See :func:`retire_secrets`."""
+        await retire_secrets(self._conn, retirements)
+
+    async def delete_secrets(self, secret_ids: Iterable[str]) -> None:
+        """See :func:`delete_secrets`."""
+        await delete_secrets(self._conn, secret_ids)
+
+    async def sealed_under_other_keys(
+        self, primary_key_id: str, limit: int
+    ) -> tuple[list[ConfigRecord], list[SecretRecord]]:
+        """See :func:`sealed_under_other_keys`."""
+        return await sealed_under_other_keys(self._conn, primary_key_id, limit)
+
+    async def reseal_secret(self, secret_id: str, sealed: Sealed) -> None:
+        """See :func:`reseal_secret`."""
+        await reseal_secret(self._conn, secret_id, sealed)

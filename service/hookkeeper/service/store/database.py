@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -17,6 +18,10 @@ from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store.availability import Availability, is_unreachable
 
 _WRITE = "hookkeeper_write"
+
+# The store's handle on an open transaction. The layers above pass it to the
+# repository functions without looking inside, so they need not know SQLAlchemy.
+Connection: TypeAlias = AsyncConnection
 
 
 class Database:
@@ -56,7 +61,7 @@ class Database:
         return self.engine.dialect.name
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[Connection]:
         """A connection for single-statement reads.
 
         On PostgreSQL it runs in autocommit: one statement is atomic on its
@@ -72,7 +77,7 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[Connection]:
         """A transaction for writes: committed on success, rolled back on
         error. Raises ``Unavailable`` when the database cannot be reached."""
         async with self._reachable(), self.engine.connect() as conn:
@@ -135,6 +140,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
+    def _on_begin(conn: SyncConnection) -> None:
         immediate = conn.get_execution_options().get(_WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
-from hookkeeper.service.domain.deliveries import DeliveryState
+from hookkeeper.service.domain.deliveries import DeliveryRecord, DeliveryState, EventRecord
+from hookkeeper.service.store.callback_configs import live_secrets_of
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
@@ -30,12 +31,7 @@ from hookkeeper.service.store.delivery_tables import (
 )
 from hookkeeper.service.store.endpoint_health import Admission, DueRow, admit
 from hookkeeper.service.store.endpoint_tables import endpoint_health
-from hookkeeper.service.store.records import (
-    ClaimedDelivery,
-    DeliveryRecord,
-    EventRecord,
-    TargetRecord,
-)
+from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 from hookkeeper.service.store.tables import UTCDateTime, callback_configs
 
 _events = notification_events.c
@@ -71,6 +67,8 @@ _DUE = (
     .where(
         _deliveries.state == DeliveryState.PENDING,
         _deliveries.next_attempt_time <= bindparam("now"),
+        # Configurations whose callback host is at the dispatcher's cap.
+        _deliveries.callback_config_id.not_in(bindparam("skip", expanding=True)),
     )
     .order_by(_deliveries.next_attempt_time)
     .limit(bindparam("limit"))
@@ -209,6 +207,46 @@ async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None
     )
 
 
+_INSERT_DELIVERIES_PG = text(
+    """
+    INSERT INTO notification_deliveries
+        (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+         attempt_count, round_failures, next_attempt_time, last_error, create_time, update_time)
+    SELECT u.id, :partner_id, :kind, u.event_pk, u.config_id, u.transaction_id, :state,
+           0, 0, :now, NULL, :now, :now
+    FROM unnest(CAST(:ids AS text[]), CAST(:event_pks AS text[]),
+                CAST(:config_ids AS text[]), CAST(:transaction_ids AS text[]))
+         AS u(id, event_pk, config_id, transaction_id)
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+async def insert_deliveries(conn: AsyncConnection, records: Sequence[DeliveryRecord]) -> None:
+    """Queues many fresh deliveries (of ``new_delivery``, one partner, one
+    kind, due at their creation, all created at once) in one statement on
+    PostgreSQL."""
+    if not records:
+        return
+    if conn.dialect.name != "postgresql":
+        for record in records:
+            await insert_delivery(conn, record)
+        return
+    first = records[0]
+    await conn.execute(
+        _INSERT_DELIVERIES_PG,
+        {
+            "partner_id": first.partner_id,
+            "kind": first.kind,
+            "state": DeliveryState.PENDING,
+            "now": first.create_time,
+            "ids": [r.id for r in records],
+            "event_pks": [r.event_pk for r in records],
+            "config_ids": [r.callback_config_id for r in records],
+            "transaction_ids": [r.transaction_id for r in records],
+        },
+    )
+
+
 def _delivery_select() -> Any:
     return select(
         notification_deliveries,
@@ -223,6 +261,19 @@ async def deliveries_of_event(conn: AsyncConnection, event_pk: str) -> list[Deli
     """The deliveries queued for an event."""
     stmt = _delivery_select().where(_deliveries.event_pk == event_pk)
     return [_delivery(r._mapping) for r in await conn.execute(stmt)]
+
+
+async def deliveries_of_events(
+    conn: AsyncConnection, event_pks: Sequence[str]
+) -> dict[str, list[DeliveryRecord]]:
+    """The deliveries queued for each of many events (by event key)."""
+    found: dict[str, list[DeliveryRecord]] = defaultdict(list)
+    if event_pks:
+        stmt = _delivery_select().where(_deliveries.event_pk.in_(list(event_pks)))
+        for row in await conn.execute(stmt):
+            delivery = _delivery(row._mapping)
+            found[str(delivery.event_pk)].append(delivery)
+    return found
 
 
 async def get_delivery(
@@ -282,6 +333,7 @@ async def claim_due(
     token: str,
     lease_margin: timedelta,
     on_admission: Callable[[Admission], None] | None = None,
+    skip_configs: Sequence[str] = (),
 ) -> list[ClaimedDelivery]:
     """Leases up to ``limit`` due deliveries to ``owner`` and returns them.
 
@@ -293,9 +345,10 @@ async def claim_due(
     gates: rows of a disabled configuration are paused, rows held by a
     Retry-After or beyond the per-second cap are pushed back, and rows of a
     rate-limited configuration get a reserved send time (``send_at``; the
-    lease is longer by the wait).
+    lease is longer by the wait). Rows of ``skip_configs`` are left alone.
     """
-    rows = (await conn.execute(_DUE, {"now": now, "limit": limit})).all()
+    params = {"now": now, "limit": limit, "skip": list(skip_configs)}
+    rows = (await conn.execute(_DUE, params)).all()
     if not rows:
         return []
     admission = await admit(
@@ -334,7 +387,10 @@ async def claim_due(
         )
     claimed = []
     leased = [row.id for row in rows]
-    for row in await conn.execute(_CLAIMED_DETAILS, {"ids": leased}):
+    details = (await conn.execute(_CLAIMED_DETAILS, {"ids": leased})).all()
+    # What signing needs, read once per configuration for the whole batch.
+    secrets = await live_secrets_of(conn, {d.c_id for d in details if d.c_id is not None}, now)
+    for row in details:
         m = row._mapping
         event = None
         if m["e_id"] is not None:
@@ -364,7 +420,14 @@ async def claim_due(
             }
         )
         claimed.append(
-            ClaimedDelivery(delivery, token, event, target, admission.send_at.get(delivery.id))
+            ClaimedDelivery(
+                delivery,
+                token,
+                event,
+                target,
+                admission.send_at.get(delivery.id),
+                tuple(secrets[target.config_id]) if target is not None else None,
+            )
         )
     # In due order (the details query's order is the database's choice), so
     # the dispatcher starts them oldest first: resumed and recovered
@@ -372,6 +435,31 @@ async def claim_due(
     position = {delivery_id: i for i, delivery_id in enumerate(leased)}
     claimed.sort(key=lambda c: position[c.delivery.id])
     return claimed
+
+
+_RELEASE = (
+    update(notification_deliveries)
+    .where(
+        _deliveries.id.in_(bindparam("ids", expanding=True)),
+        _deliveries.lease_token == bindparam("token"),
+        _deliveries.state == DeliveryState.PENDING,
+    )
+    .values(
+        next_attempt_time=bindparam("at", type_=UTCDateTime),
+        attempt_count=_deliveries.attempt_count - 1,
+        lease_owner=None,
+        lease_token=None,
+        lease_expire_time=None,
+    )
+)
+
+
+async def release(conn: AsyncConnection, ids: Sequence[str], token: str, at: datetime) -> None:
+    """Gives leased deliveries back unattempted, due again at ``at``: the
+    claim's attempt number is handed back, so no attempt is lost or skipped
+    (only while the lease is still ours)."""
+    if ids:
+        await conn.execute(_RELEASE, {"ids": list(ids), "token": token, "at": at})
 
 
 async def settle_many(conn: AsyncConnection, settlements: Sequence[Mapping[str, Any]]) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookkeeper.service.domain.deliveries import EventRecord
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
@@ -15,10 +16,7 @@ from hookkeeper.service.store.delivery_tables import (
     notification_subscriptions,
 )
 from hookkeeper.service.store.dialects import insert_ignoring
-from hookkeeper.service.store.records import (
-    EventRecord,
-)
-from hookkeeper.service.store.tables import callback_configs
+from hookkeeper.service.store.tables import UTCDateTime, callback_configs
 
 _events = notification_events.c
 _subs = notification_subscriptions.c
@@ -71,3 +69,62 @@ async def insert_event(conn: AsyncConnection, record: EventRecord) -> tuple[Even
         )
     ).one()
     return _event(row._mapping), False
+
+
+_GET_EVENTS = select(notification_events).where(
+    _events.partner_id == bindparam("partner_id"),
+    _events.event_id.in_(bindparam("event_ids", expanding=True)),
+)
+# PostgreSQL: one fixed statement over arrays (one round trip, one prepared
+# statement whatever the batch size) instead of a VALUES list per size.
+_INSERT_EVENTS_PG = text(
+    """
+    INSERT INTO notification_events
+        (id, partner_id, event_type, event_id, payload, is_test, create_time)
+    SELECT u.id, :partner_id, u.event_type, u.event_id, u.payload, false, :now
+    FROM unnest(CAST(:ids AS text[]), CAST(:event_types AS text[]),
+                CAST(:event_ids AS text[]), CAST(:payloads AS text[]))
+         AS u(id, event_type, event_id, payload)
+    ON CONFLICT (partner_id, event_id) DO NOTHING
+    RETURNING event_id
+    """
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+async def _insert_new(conn: AsyncConnection, records: list[EventRecord]) -> set[str]:
+    """Inserts the events whose ids are new; returns those ids."""
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(
+            _INSERT_EVENTS_PG,
+            {
+                "partner_id": records[0].partner_id,
+                "now": records[0].create_time,
+                "ids": [r.id for r in records],
+                "event_types": [r.event_type for r in records],
+                "event_ids": [r.event_id for r in records],
+                "payloads": [r.payload for r in records],
+            },
+        )
+        return {row[0] for row in result}
+    # SQLite (embedded, single writer): one statement per event is fine there.
+    return {r.event_id for r in records if (await insert_event(conn, r))[1]}
+
+
+async def insert_events(
+    conn: AsyncConnection, records: list[EventRecord]
+) -> list[tuple[EventRecord, bool]]:
+    """Stores many new (not test) events of one partner, all created at the
+    same time, each unless its id was published before; in ``records``'
+    order, the stored event and whether this call inserted it. Ids must be
+    distinct."""
+    if not records:
+        return []
+    inserted = await _insert_new(conn, records)
+    earlier: dict[str, EventRecord] = {}
+    missing = [r.event_id for r in records if r.event_id not in inserted]
+    if missing:
+        found = await conn.execute(
+            _GET_EVENTS, {"partner_id": records[0].partner_id, "event_ids": missing}
+        )
+        earlier = {e.event_id: e for e in (_event(row._mapping) for row in found)}
+    return [(r, True) if r.event_id in inserted else (earlier[r.event_id], False) for r in records]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hookkeeper.service.crypto.keyring import Sealed
-from hookkeeper.service.domain.deliveries import DeliveryKind
+from hookkeeper.service.domain.deliveries import DeliveryRecord, EventRecord
 
 
 @dataclass(frozen=True)
@@ -56,72 +56,6 @@ class AccountRecord:
 
 
 @dataclass(frozen=True)
-class EventRecord:
-    """A notification_events row."""
-
-    id: str
-    partner_id: str
-    event_type: str
-    event_id: str
-    payload: str
-    is_test: bool
-    create_time: datetime
-
-
-@dataclass(frozen=True)
-class SubscriptionRecord:
-    """A notification_subscriptions row."""
-
-    partner_id: str
-    event_type: str
-    callback_config_id: str
-    create_time: datetime
-    update_time: datetime
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """A notification_deliveries row with its event's id and type."""
-
-    id: str
-    partner_id: str
-    kind: str
-    event_pk: str | None
-    callback_config_id: str
-    transaction_id: str
-    state: str
-    attempt_count: int
-    round_failures: int
-    next_attempt_time: datetime | None
-    last_error: str | None
-    create_time: datetime
-    update_time: datetime
-    event_id: str = ""
-    event_type: str = ""
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """A notification_attempts row with its delivery's context."""
-
-    id: str
-    delivery_id: str
-    partner_id: str
-    attempt_number: int
-    start_time: datetime
-    latency_ms: int
-    http_status: int
-    succeeded: bool
-    error: str
-    dispatcher: str
-    kind: str = DeliveryKind.EVENT
-    callback_config_id: str = ""
-    transaction_id: str = ""
-    event_id: str = ""
-    event_type: str = ""
-
-
-@dataclass(frozen=True)
 class TargetRecord:
     """What a sender needs of a configuration (the API key stays sealed)."""
 
@@ -146,6 +80,9 @@ class ClaimedDelivery:
     target: TargetRecord | None
     # Not before this moment (a reserved slot of max_deliveries_per_second).
     send_at: datetime | None = None
+    # The target's secrets live at the claim, read with it (None: not read,
+    # the signer reads them itself).
+    secrets: tuple[SecretRecord, ...] | None = None
 
 
 # --- expiry warnings ------------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookkeeper.service.domain.deliveries import SubscriptionRecord
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
@@ -17,9 +18,6 @@ from hookkeeper.service.store.delivery_tables import (
     notification_subscriptions,
 )
 from hookkeeper.service.store.dialects import insert_ignoring
-from hookkeeper.service.store.records import (
-    SubscriptionRecord,
-)
 from hookkeeper.service.store.tables import callback_configs
 
 _events = notification_events.c

@@ -68,7 +68,7 @@ def record_paused(count: int) -> None:
 
 
 def record_throttled(cause: str, count: int = 1) -> None:
-    """Deliveries held back (``cause``: retry_after or rate_limit)."""
+    """Deliveries held back (``cause``: retry_after, rate_limit or host_cap)."""
     counters = _counters()
     if counters is not None and count:
         counters.throttled.add(count, {"cause": cause})

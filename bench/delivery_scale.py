@@ -1,0 +1,155 @@
+"""The delivery queue's claim as the queue grows (``BENCH_SCALE=1 make bench``).
+
+Two PostgreSQL databases: one whose queue holds 100 due deliveries, one
+holding BENCH_SCALE_DELIVERIES (default 1,000,000) pending deliveries, all
+due (a backlog: the worst case for the claim). The dispatcher's own claim
+(``delivery_queue.claim_due``, batch 100, in a transaction rolled back so
+every round sees the same queue) is timed on each, alternately; the big
+queue's median must stay within 1.25x of the small one's. The plan of the
+claim's SELECT is printed with EXPLAIN (ANALYZE, BUFFERS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bench.run import Section
+from hookkeeper.service.store import delivery_queue, migrate
+from tests.support.postgres import create_database, drop_database
+
+DELIVERIES = int(os.environ.get("BENCH_SCALE_DELIVERIES", "1000000"))
+SMALL = 100
+BATCH = 100
+ROUNDS = 30
+
+# Deliveries spread over 1,000 configurations that do not exist (the claim
+# then leases them as it would a deleted configuration's: same statements).
+_FILL = text(
+    """
+    INSERT INTO notification_deliveries
+        (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+         attempt_count, round_failures, next_attempt_time, create_time, update_time)
+    SELECT md5(i::text || :salt), 'bench', 'CONNECTIVITY_CHECK', NULL,
+           'cfg-' || (i % 1000), md5(i::text), 'PENDING', 0, 0,
+           CAST(:start AS timestamptz) + i * interval '1 millisecond',
+           CAST(:start AS timestamptz), CAST(:start AS timestamptz)
+    FROM generate_series(1, :n) AS i
+    """
+)
+
+
+async def _database(rows: int) -> tuple[str, str, AsyncEngine]:
+    url, name = await create_database("hookkeeper_bench_queue")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            await asyncio.get_running_loop().run_in_executor(pool, migrate.upgrade, url)
+        engine = create_async_engine(url)
+        start = datetime.now(UTC) - timedelta(days=30)
+        async with engine.begin() as conn:
+            await conn.execute(_FILL, {"n": rows, "start": start, "salt": uuid.uuid4().hex})
+            await conn.execute(text("ANALYZE notification_deliveries"))
+    except BaseException:
+        await drop_database(name)
+        raise
+    return url, name, engine
+
+
+async def _claim_ms(engine: AsyncEngine) -> float:
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        began = time.perf_counter()
+        claimed = await delivery_queue.claim_due(
+            conn,
+            now=datetime.now(UTC),
+            limit=BATCH,
+            owner="bench",
+            token=str(uuid.uuid4()),
+            lease_margin=timedelta(seconds=30),
+        )
+        elapsed = (time.perf_counter() - began) * 1000
+        await transaction.rollback()
+    assert len(claimed) == BATCH
+    return elapsed
+
+
+async def _plan(engine: AsyncEngine) -> str:
+    """EXPLAIN ANALYZE of the claim's own SELECT (``delivery_queue._DUE``),
+    its parameters written in as literals."""
+    sql = str(delivery_queue._DUE.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    now = datetime.now(UTC).isoformat()
+    sql = (
+        sql.replace("%(now)s", f"'{now}'::timestamptz")
+        .replace("%(limit)s", str(BATCH))
+        .replace("__[POSTCOMPILE_skip]", "'none'")
+        .replace("%(state_1)s", "'PENDING'")
+    )
+    async with engine.connect() as conn:
+        rows = await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql)
+        plan = "\n".join(r[0] for r in rows)
+        await conn.rollback()
+    return plan
+
+
+async def measure() -> Section:
+    """Times the claim on a small and a big queue; prints the big one's plan."""
+    small = await _database(SMALL)
+    try:
+        big = await _database(DELIVERIES)
+    except BaseException:
+        await small[2].dispose()
+        await drop_database(small[1])
+        raise
+    try:
+        times: dict[str, list[float]] = {"small": [], "big": []}
+        for _ in range(3):  # warm both
+            await _claim_ms(small[2])
+            await _claim_ms(big[2])
+        for _ in range(ROUNDS):
+            times["small"].append(await _claim_ms(small[2]))
+            times["big"].append(await _claim_ms(big[2]))
+        plan = await _plan(big[2])
+    finally:
+        for _, name, engine in (small, big):
+            await engine.dispose()
+            await drop_database(name)
+    s, b = statistics.median(times["small"]), statistics.median(times["big"])
+    body = "\n".join(
+        [
+            f"The dispatcher's claim (`claim_due`, {BATCH} rows: select due, lease, "
+            f"details, the batch's secrets), {ROUNDS} rounds each, alternately, rolled back "
+            f"so each round sees the same queue.",
+            "",
+            "| queue | claim median (ms) | p90 (ms) |",
+            "| --- | ---: | ---: |",
+            f"| {SMALL} due deliveries | {s:.1f} | "
+            f"{statistics.quantiles(times['small'], n=10)[-1]:.1f} |",
+            f"| {DELIVERIES:,} due deliveries | {b:.1f} | "
+            f"{statistics.quantiles(times['big'], n=10)[-1]:.1f} |",
+            f"| ratio | {b / s:.2f} | |",
+            "",
+            "Plan of the claim's SELECT on the big queue:",
+            "",
+            "```",
+            plan,
+            "```",
+        ]
+    )
+    return Section(
+        "Delivery claim on a queue of a million",
+        body,
+        [(f"claim on {DELIVERIES:,} within 1.25x of a small queue ({b / s:.2f})", b <= 1.25 * s)],
+    )
+
+
+if __name__ == "__main__":
+    print(asyncio.run(measure()).body)

@@ -1,0 +1,118 @@
+"""A unit of work: one write transaction, and which configurations it changed.
+
+Use cases write inside ``async with ctx.unit_of_work() as uow`` and say what
+they changed with ``uow.changed(config_id)``. The unit of work then announces
+each changed configuration on the change feed inside the transaction (other
+replicas hear of it when, and only if, it commits) and drops it from this
+process's read cache after the commit (read-your-writes). Nobody writes that
+announce/invalidate pair by hand any more, so a new write path cannot forget
+half of it. (The pattern is cosmicpython's ``service_layer/unit_of_work.py``.)
+
+``uow.configs`` is the configuration repository bound to the transaction;
+``uow.conn`` the transaction itself, for the other repositories' functions.
+Tests swap in an in-memory unit of work (``AppContext.units_of_work``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.store.callback_configs import ConfigRepository
+from hookkeeper.service.store.change_feed import announce
+from hookkeeper.service.store.database import Connection, Database
+from hookkeeper.service.store.records import ConfigRecord, SecretRecord
+
+
+class ConfigWrites(Protocol):
+    """What write use cases do to configurations and secrets in a transaction."""
+
+    async def ensure_partner(self, partner_id: str, now: datetime) -> None:
+        """Creates the partner's row unless it exists."""
+
+    async def insert_config(self, record: ConfigRecord) -> None:
+        """Stores a new configuration."""
+
+    async def get_for_update(self, partner_id: str, config_id: str) -> ConfigRecord | None:
+        """The partner's configuration, row-locked; None if absent or not theirs."""
+
+    async def update_config(self, config_id: str, values: Mapping[str, Any]) -> None:
+        """Sets columns of a configuration (named as ConfigRecord's fields)."""
+
+    async def delete_config(self, config_id: str) -> None:
+        """Deletes a configuration and its secrets."""
+
+    async def insert_secret(self, record: SecretRecord) -> None:
+        """Stores a new secret."""
+
+    async def lock_with_secrets(
+        self, partner_id: str, config_id: str
+    ) -> tuple[str, list[SecretRecord]] | None:
+        """Row-locks the configuration, then reads its secrets; None if absent."""
+
+    async def retire_secrets(self, retirements: Mapping[str, datetime]) -> None:
+        """Sets each secret's retire time."""
+
+    async def delete_secrets(self, secret_ids: Iterable[str]) -> None:
+        """Deletes secrets that can never sign again."""
+
+    async def sealed_under_other_keys(
+        self, primary_key_id: str, limit: int
+    ) -> tuple[list[ConfigRecord], list[SecretRecord]]:
+        """A batch of rows still sealed under an older key, row-locked."""
+
+    async def reseal_secret(self, secret_id: str, sealed: Sealed) -> None:
+        """Replaces a secret's ciphertext."""
+
+
+class UnitOfWork(Protocol):
+    """One write transaction as a use case sees it."""
+
+    @property
+    def configs(self) -> ConfigWrites:
+        """The configuration repository, bound to this transaction."""
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction, for the other repositories' functions."""
+
+    def changed(self, config_id: str) -> None:
+        """Marks a configuration as changed: announced on commit, then
+        dropped from this process's read cache."""
+
+
+UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+
+
+class SqlUnitOfWork:
+    """A unit of work over one ``Database.write()`` transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.configs = ConfigRepository(conn)
+        self.touched: set[str] = set()
+
+    def changed(self, config_id: str) -> None:
+        """See :meth:`UnitOfWork.changed`."""
+        self.touched.add(config_id)
+
+
+@asynccontextmanager
+async def sql_unit_of_work(
+    database: Database, invalidate: Callable[[str], None]
+) -> AsyncIterator[UnitOfWork]:
+    """Opens a write transaction; on success announces what changed inside it,
+    commits, then calls ``invalidate`` for each. On error nothing is announced
+    (the transaction rolls back) and the cache keeps its entries, which the
+    rolled-back transaction never changed."""
+    async with database.write() as conn:
+        uow = SqlUnitOfWork(conn)
+        yield uow
+        # Sorted: concurrent transactions notify in one order (no surprises).
+        for config_id in sorted(uow.touched):
+            await announce(conn, config_id)
+    for config_id in uow.touched:
+        invalidate(config_id)
