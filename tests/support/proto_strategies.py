@@ -254,9 +254,11 @@ def base_message(descriptor: Descriptor, plausible: Plausible, depth: int = 0) -
         full = _sub(field).full_name if field.type == T.TYPE_MESSAGE else ""
         if full and depth < 2 and not full.startswith("google."):
             nested = base_message(_sub(field), plausible, depth + 1)
-            target = getattr(built, field.name)
-            # A repeated message (a batch) gets one well-formed element.
-            (target.add() if field.is_repeated else target).CopyFrom(nested)
+            if field.is_repeated:
+                # One well-formed entry (a batch of requests must hold one).
+                getattr(built, field.name).add().CopyFrom(nested)
+            else:
+                getattr(built, field.name).CopyFrom(nested)
         elif full == "google.protobuf.FieldMask" and values:
             getattr(built, field.name).paths.append(values[0])
         elif full == "google.protobuf.Timestamp" and values:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.domain.deliveries import DeliveryRecord, DeliveryState, EventRecord
+from hookkeeper.service.store import batch
 from hookkeeper.service.store.callback_configs import live_secrets_of
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
@@ -186,8 +187,9 @@ def new_delivery(
 
 
 async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None:
-    """Queues a delivery."""
-    await conn.execute(
+    """Queues a delivery (in the unit of work's one statement, store/batch.py)."""
+    await batch.write(
+        conn,
         _INSERT_DELIVERY,
         {
             "id": record.id,
