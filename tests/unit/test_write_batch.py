@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from hookkeeper.service.store import audit, batch
+from hookkeeper.service.store import audit, batch, delivery_queue
 from hookkeeper.service.store import callback_configs as configs
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -46,3 +46,13 @@ def test_an_empty_batch_is_falsy_and_one_with_a_write_is_not() -> None:
     assert values == [NOW, "a", "x", "r", None] or sorted(map(str, values)) == sorted(
         map(str, [NOW, "a", "x", "r", None])
     )
+
+
+def test_values_fixed_in_the_statement_are_bound_too() -> None:
+    queued = batch.WriteBatch()
+    params = {"b_config_id": "c-1", "b_now": NOW}
+    queued.parts.append((delivery_queue._CANCEL_FOR_CONFIG, params))
+    sql, values = batch.render(queued)
+    assert sql.startswith("WITH w0 AS (UPDATE notification_deliveries SET state=$1")
+    assert values[0] == "CANCELLED" and "the callback configuration was deleted" in values
+    assert "c-1" in values and "PENDING" in values and NOW in values

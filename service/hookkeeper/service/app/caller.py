@@ -20,6 +20,13 @@ def current() -> Principal:
     return _current.get() or OPERATOR
 
 
+def act_for_this_task(principal: Principal) -> None:
+    """Everything after this in the current task runs as ``principal``, with
+    no reset: for a streaming handler, whose generator may be closed from
+    another context, where resetting would raise. The RPC owns its task."""
+    _current.set(principal)
+
+
 @contextmanager
 def acting_as(principal: Principal) -> Iterator[None]:
     """Everything inside runs as ``principal``."""

@@ -39,7 +39,7 @@ from hookkeeper.service.store.database import Connection
 _KEY = "hookkeeper_write_batch"
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 _DIALECT = postgresql.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
-_compiled: dict[tuple[int, tuple[str, ...]], tuple[UpdateBase, str, tuple[str, ...]]] = {}
+_compiled: dict[tuple[int, tuple[str, ...]], tuple[UpdateBase, str, dict[str, Any]]] = {}
 
 
 class WriteBatch:
@@ -89,7 +89,9 @@ async def notify(conn: Connection, channel: str, payload: str) -> bool:
     return True
 
 
-def _compile(statement: UpdateBase, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+def _compile(statement: UpdateBase, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """The statement's SQL with named placeholders, and the values bound in
+    the statement itself (constants such as ``state=CANCELLED``)."""
     cache_key = (id(statement), keys)
     hit = _compiled.get(cache_key)
     # The statement is kept in the entry so its id cannot be reused.
@@ -97,9 +99,9 @@ def _compile(statement: UpdateBase, keys: tuple[str, ...]) -> tuple[str, tuple[s
         return hit[1], hit[2]
     compiled = statement.compile(dialect=_DIALECT, column_keys=list(keys))
     sql = str(compiled).replace("%%", "%")
-    names = tuple(_PLACEHOLDER.findall(sql))
-    _compiled[cache_key] = (statement, sql, names)
-    return sql, names
+    bound = dict(compiled.params)
+    _compiled[cache_key] = (statement, sql, bound)
+    return sql, bound
 
 
 def render(batch: WriteBatch) -> tuple[str, list[Any]]:
@@ -115,8 +117,8 @@ def render(batch: WriteBatch) -> tuple[str, list[Any]]:
 
     ctes = []
     for i, (statement, params) in enumerate(batch.parts):
-        sql, _ = _compile(statement, tuple(sorted(params)))
-        ctes.append(f"w{i} AS ({numbered(sql, params)})")
+        sql, bound = _compile(statement, tuple(sorted(params)))
+        ctes.append(f"w{i} AS ({numbered(sql, {**bound, **params})})")
     selects = []
     for channel, payload in batch.notices:
         values.extend([channel, payload])
