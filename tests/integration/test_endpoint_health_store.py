@@ -220,6 +220,27 @@ async def test_sustained_failure_disables_after_the_setting(
     assert await _notices(ctx) == 1
 
 
+async def test_a_success_restarts_the_failure_count(ctx: AppContext, clock: FakeClock) -> None:
+    config = await _config(ctx, "p1")
+    await _published(ctx, "p1", config, 1)
+    # The GET, then the event fails, fails again 100 minutes on, then succeeds.
+    await _attempt_and_record(ctx, ScriptedSender([(200, None), (500, None)]))
+    clock.advance(timedelta(minutes=100))
+    await _attempt_and_record(ctx, ScriptedSender([(500, None)]))
+    clock.advance(timedelta(minutes=1))
+    await _attempt_and_record(ctx, ScriptedSender([(200, None)]))
+    # A new event fails for 110 minutes: 211 since the first failure, but
+    # only 110 since the success.
+    await _published(ctx, "p1", None, 1, start=1)
+    await _attempt_and_record(ctx, ScriptedSender([(500, None)]))
+    clock.advance(timedelta(minutes=110))
+    await _attempt_and_record(ctx, ScriptedSender([(500, None)]))
+    assert (await CallbackConfigs(ctx).get(parse_config(config))).state == "ACTIVE"
+    clock.advance(timedelta(minutes=11))
+    await _attempt_and_record(ctx, ScriptedSender([(500, None)]))
+    assert (await CallbackConfigs(ctx).get(parse_config(config))).state == "DISABLED"
+
+
 async def test_retry_after_holds_the_whole_configuration(ctx: AppContext, clock: FakeClock) -> None:
     config = await _config(ctx, "p1")
     await _published(ctx, "p1", config, 1)

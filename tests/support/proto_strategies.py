@@ -234,12 +234,13 @@ def leaf_paths(descriptor: Descriptor, depth: int = 0) -> list[tuple[FieldDescri
     """Every path to a scalar or well-known field (nested up to two levels)."""
     paths: list[tuple[FieldDescriptor, ...]] = []
     for field in descriptor.fields:
-        nested = field.type == T.TYPE_MESSAGE and not _sub(field).full_name.startswith(
-            "google.protobuf."
-        )
-        if nested and depth < 2:
+        is_message = field.type == T.TYPE_MESSAGE
+        well_known = is_message and _sub(field).full_name.startswith("google.protobuf.")
+        if is_message and not well_known and not field.is_repeated and depth < 2:
             paths += [(field, *rest) for rest in leaf_paths(_sub(field), depth + 1)]
-        elif not field.is_repeated or field.type != T.TYPE_MESSAGE:
+        else:
+            # Scalars, well-known messages and repeated fields (a repeated
+            # message gets one hostile element) are leaves.
             paths.append((field,))
     return paths
 
@@ -251,9 +252,13 @@ def base_message(descriptor: Descriptor, plausible: Plausible, depth: int = 0) -
     for field in descriptor.fields:
         values = plausible.for_field(field.name, descriptor.name)
         full = _sub(field).full_name if field.type == T.TYPE_MESSAGE else ""
-        if full and depth < 2 and not full.startswith("google.") and not field.is_repeated:
+        if full and depth < 2 and not full.startswith("google."):
             nested = base_message(_sub(field), plausible, depth + 1)
-            getattr(built, field.name).CopyFrom(nested)
+            if field.is_repeated:
+                # One well-formed entry (a batch of requests must hold one).
+                getattr(built, field.name).add().CopyFrom(nested)
+            else:
+                getattr(built, field.name).CopyFrom(nested)
         elif full == "google.protobuf.FieldMask" and values:
             getattr(built, field.name).paths.append(values[0])
         elif full == "google.protobuf.Timestamp" and values:

@@ -33,8 +33,11 @@ def test_local_date_time_is_utc_without_offset_or_fraction() -> None:
     )
     with pytest.raises(ValueError, match="naive"):
         format_local_date_time(datetime(2007, 12, 3))
-    with pytest.raises(ValueError, match="no offset"):
+    # Input mistakes are GraphQL errors (answered as validation failures).
+    with pytest.raises(GraphQLError, match="no offset"):
         parse_local_date_time("2007-12-03T10:15:30+01:00")
+    with pytest.raises(GraphQLError, match="such as"):
+        parse_local_date_time("ops@example.com")
 
 
 def test_partner_cache_expires_stays_bounded_in_bytes_and_forgets_partners() -> None:

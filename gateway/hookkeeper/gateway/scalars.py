@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import NewType
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.types.scalar import ScalarDefinition
 
 
 def _string(value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError("expected a string")
+        raise GraphQLError("expected a string")  # a validation error, not an internal one
     return value
 
 
@@ -31,10 +32,20 @@ def format_local_date_time(moment: datetime) -> str:
 
 
 def parse_local_date_time(value: object) -> datetime:
-    """Reads ``2007-12-03T10:15:30`` as an instant in UTC."""
-    parsed = datetime.fromisoformat(_string(value))
+    """Reads ``2007-12-03T10:15:30`` as an instant in UTC.
+
+    Bad input raises GraphQLError, not ValueError: an input (``since`` of
+    recoverNotificationDeliveries) is a partner's mistake, answered as a
+    validation error, while a plain exception would read as an internal one.
+    """
+    try:
+        parsed = datetime.fromisoformat(_string(value))
+    except ValueError:
+        raise GraphQLError(
+            "LocalDateTime must be a date and time such as 2007-12-03T10:15:30 (UTC)"
+        ) from None
     if parsed.tzinfo is not None:
-        raise ValueError("LocalDateTime has no offset: it is always UTC")
+        raise GraphQLError("LocalDateTime has no offset: it is always UTC")
     return parsed.replace(tzinfo=UTC)
 
 

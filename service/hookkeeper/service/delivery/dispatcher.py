@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -41,6 +41,11 @@ _QUEUE_REPORT_SECONDS = 10.0
 # A delivery handed back because its host is at the cap is due again after
 # this: by then attempts of that host have likely finished (or timed out).
 _RELEASE_DELAY = timedelta(seconds=1)
+# An attempt longer than this makes its host "slow": capped at per_host.
+_SLOW_SECONDS = 1.0
+# Fast hosts remembered (least recently seen forgotten first): bounded memory
+# with any number of distinct callback hosts.
+_FAST_HOSTS_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ class DispatcherOptions:
     poll_interval: float = 0.25
     batch_size: int = 50
     concurrency: int = 64
-    # Attempts in flight to one callback host (docs/delivery.md: why a quarter).
+    # Attempts in flight to one callback host that is not known to answer
+    # within a second (docs/delivery.md: why a quarter).
     per_host: int = 16
     lease_margin: timedelta = timedelta(seconds=30)
     retry_interval_scale: float = 1.0
@@ -98,15 +104,31 @@ class Dispatcher:
         self._hosts: Counter[str] = Counter()
         self._configs: Counter[str] = Counter()
         self._config_host: dict[str, str] = {}
+        # Hosts whose last attempt took under _SLOW_SECONDS (most recent last).
+        self._fast: OrderedDict[str, None] = OrderedDict()
 
     def wake(self) -> None:
         """Look for due work now instead of at the next poll."""
         self._wakeup.set()
 
+    def _cap(self, host: str) -> int:
+        """A host known to answer quickly frees its slots at once and may use
+        them all; any other (new, slow or hanging) holds at most per_host."""
+        return self._options.concurrency if host in self._fast else self._options.per_host
+
+    def _answered(self, host: str, seconds: float) -> None:
+        """Learns from an attempt's duration whether its host is fast."""
+        if seconds < _SLOW_SECONDS:
+            self._fast[host] = None
+            self._fast.move_to_end(host)
+            while len(self._fast) > _FAST_HOSTS_KEPT:
+                self._fast.popitem(last=False)
+        else:
+            self._fast.pop(host, None)
+
     def _saturated_configs(self) -> list[str]:
         """Configurations in flight whose host is at the cap: not claimed."""
-        cap = self._options.per_host
-        return [c for c, host in self._config_host.items() if self._hosts[host] >= cap]
+        return [c for c, host in self._config_host.items() if self._hosts[host] >= self._cap(host)]
 
     async def _claim(self, limit: int) -> tuple[list[ClaimedDelivery], int]:
         token = str(uuid.uuid4())
@@ -144,7 +166,7 @@ class Dispatcher:
             if item.target is None:
                 continue
             host = host_of(item.target.callback_url)
-            if self._hosts[host] + planned[host] >= self._options.per_host:
+            if self._hosts[host] + planned[host] >= self._cap(host):
                 over.append(item)
             else:
                 planned[host] += 1
@@ -160,9 +182,16 @@ class Dispatcher:
         self._hosts[host] += 1
         self._configs[config] += 1
         self._config_host[config] = host
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        # Still in flight after _SLOW_SECONDS: the host is slow from now on,
+        # not only once this attempt ends (it may hang for its whole timeout).
+        slow = loop.call_later(_SLOW_SECONDS, self._fast.pop, host, None)
         try:
             await self._one(claimed, keys)
         finally:
+            slow.cancel()
+            self._answered(host, loop.time() - began)
             self._hosts[host] -= 1
             if not self._hosts[host]:
                 del self._hosts[host]

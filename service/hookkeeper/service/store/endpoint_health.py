@@ -256,6 +256,27 @@ async def lock_health(conn: AsyncConnection, config_id: str) -> Health:
     return Health(row.failing_since, row.hold_until, row.next_slot_time)
 
 
+async def clear_failures(conn: AsyncConnection, config_ids: Sequence[str]) -> None:
+    """Ends the run of failures of the configurations that have one (their
+    attempts just succeeded); rows are locked in id order, as everywhere."""
+    if not config_ids:
+        return
+    failing = (
+        await conn.execute(
+            select(_h.callback_config_id)
+            .where(_h.callback_config_id.in_(sorted(config_ids)), _h.failing_since.is_not(None))
+            .order_by(_h.callback_config_id)
+            .with_for_update()
+        )
+    ).all()
+    if failing:
+        await conn.execute(
+            update(endpoint_health)
+            .where(_h.callback_config_id.in_([r.callback_config_id for r in failing]))
+            .values(failing_since=None)
+        )
+
+
 async def write_health(conn: AsyncConnection, config_id: str, values: Mapping[str, Any]) -> None:
     """Updates columns of a (locked) row."""
     await conn.execute(_UPDATE_HEALTH, {"b_config_id": config_id, **values})
