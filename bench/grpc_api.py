@@ -40,10 +40,12 @@ WARMUP = float(os.environ.get("BENCH_WARMUP", "1.5"))
 TOKEN = "bench=" + "t" * 32
 # (operation, label, least fraction of the echo rate)
 TARGETS = [
-    ("get", "GetCallbackConfig", 0.5),
-    ("sign", "SignNotification", 0.5),
-    ("create", "CreateCallbackConfig", 0.25),
-    ("refresh", "RefreshSecret", 0.25),
+    ("get", "GetCallbackConfig", 0.6),
+    ("sign", "SignNotification", 0.6),
+    ("create", "CreateCallbackConfig", 0.35),
+    ("update", "UpdateCallbackConfig", 0.35),
+    ("refresh", "RefreshSecret", 0.35),
+    ("delete", "DeleteCallbackConfig", 0.35),
 ]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from google.protobuf.field_mask_pb2 import FieldMask
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.echo_server import METHOD as ECHO_METHOD
@@ -37,6 +38,11 @@ PAYLOAD = json.dumps(
         "reservation": {"id": "r-123456", "property": "p-42", "note": "x" * 900},
     }
 ).encode()
+
+
+class PoolExhausted(Exception):
+    """Delete ran out of configurations to delete (counted as an error)."""
+
 
 Call = Callable[[int, int], Awaitable[object]]
 T = TypeVar("T")
@@ -117,7 +123,7 @@ async def _run(
         while (started := time.perf_counter()) < stop_at:
             try:
                 await call(i, n)
-            except grpc.aio.AioRpcError:
+            except (grpc.aio.AioRpcError, PoolExhausted):
                 errors += 1
             ended = time.perf_counter()
             n += 1
@@ -221,11 +227,43 @@ async def _measure(
         request = configs_pb.GetCallbackConfigRequest(name=target(i))
         return await pick(config_stubs, i).GetCallbackConfig(request, metadata=metadata)
 
+    # Configurations made by Create, for Delete to remove (topped up first).
+    doomed: list[str] = []
+
     async def do_create(i: int, n: int) -> object:
         request = configs_pb.CreateCallbackConfigRequest(
             parent=f"partners/bench-create-{i}", callback_config=_config(i)
         )
-        return await pick(config_stubs, i).CreateCallbackConfig(request, metadata=metadata)
+        response = await pick(config_stubs, i).CreateCallbackConfig(request, metadata=metadata)
+        doomed.append(response.callback_config.name)
+        return response
+
+    async def do_update(i: int, n: int) -> object:
+        # A new callback URL (which queues its connectivity check) and e-mail
+        # address each time, as when a partner moves its endpoint.
+        config = configs_pb.CallbackConfig(
+            name=names[i],
+            callback_url=f"https://hooks{i}-{n % 2}.example.com/expedia",
+            contact_email=f"ops{i}-{n % 2}@example.com",
+        )
+        request = configs_pb.UpdateCallbackConfigRequest(
+            callback_config=config, update_mask=FieldMask(paths=["callback_url", "contact_email"])
+        )
+        return await pick(config_stubs, i).UpdateCallbackConfig(request, metadata=metadata)
+
+    async def do_delete(i: int, n: int) -> object:
+        if not doomed:
+            raise PoolExhausted
+        request = configs_pb.DeleteCallbackConfigRequest(name=doomed.pop())
+        return await pick(config_stubs, i).DeleteCallbackConfig(request, metadata=metadata)
+
+    async def top_up(count: int) -> None:
+        # Untimed: enough configurations that Delete never runs dry.
+        async def make(i: int) -> None:
+            while len(doomed) < count:
+                await do_create(i, 0)
+
+        await asyncio.gather(*(make(i) for i in range(callers)))
 
     async def do_refresh(i: int, n: int) -> object:
         # Both ways in turn: keeping the old secret and ending it.
@@ -248,12 +286,20 @@ async def _measure(
         "echo": do_echo,
         "get": do_get,
         "create": do_create,
+        "update": do_update,
+        "delete": do_delete,
         "refresh": do_refresh,
         "sign": do_sign,
     }
+    rates: dict[str, float] = {}
     for op in args.ops.split(","):
+        if op == "delete":
+            # Twice what the fastest write managed: Delete should not run dry.
+            rate = max(rates.get("create", 0.0), rates.get("update", 0.0), 500.0)
+            await top_up(int(rate * (args.warmup + args.seconds) * 2))
         pids = ([args.echo_pid] if args.echo_pid else []) if op == "echo" else args.api_pid
         result = await _run(op, ops[op], callers, args.warmup, args.seconds, pids or [])
+        rates[op] = result.rps
         print(json.dumps(asdict(result)), flush=True)
 
 
@@ -278,7 +324,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--names-file", help="configuration names (one a line) Get and Sign pick from at random"
     )
-    parser.add_argument("--ops", default="echo,health,get,sign,create,refresh,echo")
+    parser.add_argument("--ops", default="echo,health,get,sign,create,update,refresh,delete,echo")
     # TLS to the API (the echo stays plaintext): the CA, and for mTLS a client pair.
     parser.add_argument("--ca", help="PEM CA of the API's certificate: call it over TLS")
     parser.add_argument("--cert", help="PEM client certificate (mTLS)")

@@ -12,6 +12,7 @@ Limits per minute keep the counts exact however slowly the machine runs.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,15 +103,26 @@ def test_two_gateways_share_the_limit_through_redis(tmp_path: Path) -> None:
         second = stack.start_gateway("gateway-2")
         urls = [stack.url, second]
         _, token = stack.partner(f"Shared Hotels {uuid.uuid4().hex[:6]}")
-        answered = [stack.post(PROFILE, token, url=urls[n % 2]).status_code for n in range(10)]
-        assert answered == [200] * 10
-        for url in urls:
-            _limited(stack.post(PROFILE, token, url=url))
-        # Unauthenticated requests from this address: one budget for both.
-        statuses = [stack.post(PROFILE, None, url=urls[n % 2]).status_code for n in range(4)]
-        assert statuses == [401] * 4
-        for url in urls:
-            _limited(stack.post(PROFILE, None, url=url))
+        # Every request comes from a random loopback address of this run's
+        # own: other runs on this machine share the Redis, and an uncached
+        # token is checked against its address's unauthenticated budget.
+        octets = (random.randrange(1, 255), random.randrange(256), random.randrange(1, 255))
+        address = "127.{}.{}.{}".format(*octets)
+        transport = httpx.HTTPTransport(local_address=address)
+        with httpx.Client(transport=transport, timeout=20) as client:
+            body = {"query": PROFILE}
+            partner = {"Authorization": f"Bearer {token}"}
+            answered = [
+                client.post(urls[n % 2], json=body, headers=partner).status_code for n in range(10)
+            ]
+            assert answered == [200] * 10
+            for url in urls:
+                _limited(client.post(url, json=body, headers=partner))
+            # Unauthenticated requests from one address: one budget for both.
+            statuses = [client.post(urls[n % 2], json=body).status_code for n in range(4)]
+            assert statuses == [401] * 4
+            for url in urls:
+                _limited(client.post(url, json=body))
     finally:
         stack.stop()
 

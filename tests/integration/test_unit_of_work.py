@@ -5,14 +5,18 @@ the commit."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 
 from hookkeeper.service.app.unit_of_work import sql_unit_of_work
+from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.store.change_feed import CHANNEL
 from hookkeeper.service.store.database import Database
+from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 
 
 class _Boom(Exception):
@@ -72,4 +76,95 @@ async def test_announces_on_commit_not_on_rollback(postgres_url: str) -> None:
         assert heard.empty()
     finally:
         await listener.close()
+        await database.close()
+
+
+def _records(config_id: str, partner_id: str) -> tuple[ConfigRecord, SecretRecord]:
+    now = datetime.now(UTC)
+    config = ConfigRecord(
+        id=config_id,
+        partner_id=partner_id,
+        callback_url="https://hooks.example.com/x",
+        contact_email="ops@example.com",
+        request_timeout_seconds=30,
+        api_key=Sealed("k1", b"sealed api key"),
+        secret_expire_time=now,
+        create_time=now,
+        update_time=now,
+        signature_scheme="EXPEDIA_V2",
+        max_deliveries_per_second=None,
+    )
+    secret = SecretRecord(
+        id=f"s-{config_id}",
+        callback_config_id=config_id,
+        sealed=Sealed("k1", b"sealed secret"),
+        create_time=now,
+        expire_time=now,
+        retire_time=None,
+    )
+    return config, secret
+
+
+async def _count(database: Database, sql: str, value: str) -> int:
+    async with database.read() as conn:
+        return int(await conn.scalar(text(sql), {"v": value}) or 0)
+
+
+async def test_queued_writes_go_as_one_statement_without_begin(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = Database(postgres_url, pool_size=1)
+    sent: list[str] = []
+    begun: list[object] = []
+    # The pool's one connection made first: connecting runs queries of its own.
+    assert await _count(database, "SELECT count(*) FROM partners WHERE id=:v", "p-one") == 0
+    event.listen(
+        database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _conn, _cursor, statement, *_rest: sent.append(statement),
+    )
+    real_transaction = asyncpg.Connection.transaction
+
+    def transaction(self: asyncpg.Connection, **options: object) -> object:
+        begun.append(options)
+        return real_transaction(self, **options)
+
+    monkeypatch.setattr(asyncpg.Connection, "transaction", transaction)
+    try:
+        config, secret = _records("c-one", "p-one")
+        async with sql_unit_of_work(database, lambda _id: None) as uow:
+            await uow.configs.ensure_partner("p-one", config.create_time)
+            await uow.configs.insert_config(config)
+            await uow.configs.insert_secret(secret)
+            uow.changed("c-one")
+        assert len(sent) == 1, sent
+        assert sent[0].startswith("WITH w0 AS (INSERT INTO partners")
+        assert begun == []  # no BEGIN, no COMMIT: one statement is atomic alone
+        sql = "SELECT count(*) FROM callback_secrets WHERE id=:v"
+        assert await _count(database, sql, "s-c-one") == 1
+    finally:
+        await database.close()
+
+
+async def test_one_failing_part_leaves_nothing_of_the_others(postgres_url: str) -> None:
+    database = Database(postgres_url, pool_size=1)
+    try:
+        config, secret = _records("c-two", "p-two")
+        orphan = SecretRecord(**{**secret.__dict__, "callback_config_id": "no-such-config"})
+
+        async def create_with_orphan() -> None:
+            async with sql_unit_of_work(database, lambda _id: None) as uow:
+                await uow.configs.ensure_partner("p-two", config.create_time)
+                await uow.configs.insert_config(config)
+                await uow.configs.insert_secret(orphan)
+
+        # Mapped by SQLAlchemy as any other statement's error would be.
+        with pytest.raises(IntegrityError):
+            await create_with_orphan()
+        assert await _count(database, "SELECT count(*) FROM partners WHERE id=:v", "p-two") == 0
+        assert (
+            await _count(database, "SELECT count(*) FROM callback_configs WHERE id=:v", "c-two")
+            == 0
+        )
+    finally:
         await database.close()

@@ -234,12 +234,13 @@ def leaf_paths(descriptor: Descriptor, depth: int = 0) -> list[tuple[FieldDescri
     """Every path to a scalar or well-known field (nested up to two levels)."""
     paths: list[tuple[FieldDescriptor, ...]] = []
     for field in descriptor.fields:
-        nested = field.type == T.TYPE_MESSAGE and not _sub(field).full_name.startswith(
-            "google.protobuf."
-        )
-        if nested and depth < 2:
+        is_message = field.type == T.TYPE_MESSAGE
+        well_known = is_message and _sub(field).full_name.startswith("google.protobuf.")
+        if is_message and not well_known and not field.is_repeated and depth < 2:
             paths += [(field, *rest) for rest in leaf_paths(_sub(field), depth + 1)]
-        elif not field.is_repeated or field.type != T.TYPE_MESSAGE:
+        else:
+            # Scalars, well-known messages and repeated fields (a repeated
+            # message gets one hostile element) are leaves.
             paths.append((field,))
     return paths
 

@@ -214,13 +214,14 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             principal = await self._authorise(request, context, method, by_token)
-            with caller.acting_as(principal):
-                result = inner(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for item in result:
-                        yield item
-                else:
-                    await result  # a handler that writes with context.write
+            # No `with`: a stream may be closed from another context (cancelled).
+            caller.act_for_this_task(principal)
+            result = inner(request, context)
+            if hasattr(result, "__aiter__"):
+                async for item in result:
+                    yield item
+            else:
+                await result  # a handler that writes with context.write
 
         return guarded
 

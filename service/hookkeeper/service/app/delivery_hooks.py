@@ -32,6 +32,6 @@ async def callback_url_set(
     )
 
 
-async def config_deleted(conn: Connection, config_id: str, now: datetime) -> int:
+async def config_deleted(conn: Connection, config_id: str, now: datetime) -> None:
     """Cancels every pending delivery to a configuration being deleted."""
-    return await delivery_queue.cancel_for_config(conn, config_id, now)
+    await delivery_queue.cancel_for_config(conn, config_id, now)

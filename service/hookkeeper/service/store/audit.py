@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookkeeper.service.store import batch
 from hookkeeper.service.store.audit_tables import audit_events as t
 
 # Any constant will do: it names the one lock every sealer takes.
@@ -28,6 +29,7 @@ _COLUMNS = (
     t.c.prev_hash,
     t.c.hash,
 )
+_INSERT = t.insert()
 _SEAL = (
     update(t)
     .where(t.c.id == bindparam("b_id"))
@@ -38,9 +40,12 @@ Row = dict[str, Any]
 
 
 async def insert(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Appends unsealed events (dicts keyed by column name, without ``id``)."""
-    if rows:
-        await conn.execute(t.insert(), list(rows))
+    """Appends unsealed events (dicts keyed by column name, without ``id``);
+    one at a time they join the unit of work's queued writes (store/batch.py)."""
+    if len(rows) == 1 and batch.queueing(conn):
+        await batch.write(conn, _INSERT, rows[0])
+    elif rows:
+        await conn.execute(_INSERT, list(rows))
 
 
 async def lock_last_sealed(conn: AsyncConnection) -> tuple[int, str] | bool | None:

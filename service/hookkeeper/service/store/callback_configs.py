@@ -16,6 +16,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
+from hookkeeper.service.store import batch
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 from hookkeeper.service.store.tables import callback_configs, callback_secrets, partners
 
@@ -35,6 +36,16 @@ _GET_CONFIG = select(callback_configs).where(
 )
 _GET_CONFIG_FOR_UPDATE = _GET_CONFIG.with_for_update()
 _UPDATE_CONFIG = update(callback_configs).where(_configs.id == bindparam("b_config_id"))
+_DELETE_SECRET = delete(callback_secrets).where(_secrets.id == bindparam("b_secret_id"))
+_DELETE_SECRETS_OF = delete(callback_secrets).where(
+    _secrets.callback_config_id == bindparam("b_config_id")
+)
+_DELETE_CONFIG = delete(callback_configs).where(_configs.id == bindparam("b_config_id"))
+_RESEAL_SECRET = (
+    update(callback_secrets)
+    .where(_secrets.id == bindparam("b_secret_id"))
+    .values(key_id=bindparam("b_key_id"), ciphertext=bindparam("b_ciphertext"))
+)
 _RETIRE_SECRET = (
     update(callback_secrets)
     .where(_secrets.id == bindparam("b_secret_id"))
@@ -102,12 +113,15 @@ def _secret(row: Row[Any]) -> SecretRecord:
 
 async def ensure_partner(conn: AsyncConnection, partner_id: str, now: datetime) -> None:
     """Creates the partner's notification profile unless it exists (race-free)."""
-    await conn.execute(_ENSURE_PARTNER[conn.dialect.name], {"id": partner_id, "create_time": now})
+    await batch.write(
+        conn, _ENSURE_PARTNER[conn.dialect.name], {"id": partner_id, "create_time": now}
+    )
 
 
 async def insert_config(conn: AsyncConnection, record: ConfigRecord) -> None:
     """Inserts a configuration row."""
-    await conn.execute(
+    await batch.write(
+        conn,
         _INSERT_CONFIG,
         {
             "id": record.id,
@@ -133,6 +147,7 @@ async def get_config(
     conn: AsyncConnection, partner_id: str, config_id: str, *, for_update: bool = False
 ) -> ConfigRecord | None:
     """The partner's configuration, optionally row-locked; None if absent or not theirs."""
+    await batch.flush(conn)
     stmt = _GET_CONFIG_FOR_UPDATE if for_update else _GET_CONFIG
     row = (await conn.execute(stmt, {"config_id": config_id, "partner_id": partner_id})).first()
     return _config(row) if row else None
@@ -161,18 +176,19 @@ async def update_config(conn: AsyncConnection, config_id: str, values: Mapping[s
         columns["api_key_key_id"] = sealed.key_id
         columns["api_key_ciphertext"] = sealed.blob
     columns["b_config_id"] = config_id
-    await conn.execute(_UPDATE_CONFIG, columns)
+    await batch.write(conn, _UPDATE_CONFIG, columns)
 
 
 async def delete_config(conn: AsyncConnection, config_id: str) -> None:
     """Deletes a configuration and its secrets."""
-    await conn.execute(delete(callback_secrets).where(_secrets.callback_config_id == config_id))
-    await conn.execute(delete(callback_configs).where(_configs.id == config_id))
+    await batch.write(conn, _DELETE_SECRETS_OF, {"b_config_id": config_id})
+    await batch.write(conn, _DELETE_CONFIG, {"b_config_id": config_id})
 
 
 async def insert_secret(conn: AsyncConnection, record: SecretRecord) -> None:
     """Inserts a sealed secret."""
-    await conn.execute(
+    await batch.write(
+        conn,
         _INSERT_SECRET,
         {
             "id": record.id,
@@ -188,6 +204,7 @@ async def insert_secret(conn: AsyncConnection, record: SecretRecord) -> None:
 
 async def list_secrets(conn: AsyncConnection, config_id: str) -> list[SecretRecord]:
     """Every stored secret of a configuration."""
+    await batch.flush(conn)
     return [_secret(row) for row in await conn.execute(_LIST_SECRETS, {"config_id": config_id})]
 
 
@@ -196,6 +213,7 @@ async def live_secrets(
 ) -> tuple[str | None, list[SecretRecord]]:
     """The partner's configuration's signature scheme (None when it does not
     exist), and its secrets not yet ended at ``now``, in one round trip."""
+    await batch.flush(conn)
     params = {"config_id": config_id, "partner_id": partner_id, "now": now}
     rows = (await conn.execute(_LIVE_SECRETS, params)).all()
     if not rows:
@@ -237,6 +255,7 @@ async def lock_with_secrets(
     read the secrets as they were before, and concurrent refreshes would
     stack up active secrets.
     """
+    await batch.flush(conn)
     params = {"config_id": config_id, "partner_id": partner_id}
     locked = (await conn.execute(_LOCK_CONFIG, params)).first()
     if locked is None:
@@ -247,20 +266,20 @@ async def lock_with_secrets(
 async def retire_secrets(conn: AsyncConnection, retirements: Mapping[str, datetime]) -> None:
     """Sets each secret's retire time."""
     for secret_id, when in retirements.items():
-        await conn.execute(_RETIRE_SECRET, {"b_secret_id": secret_id, "retire_time": when})
+        await batch.write(conn, _RETIRE_SECRET, {"b_secret_id": secret_id, "retire_time": when})
 
 
 async def delete_secrets(conn: AsyncConnection, secret_ids: Iterable[str]) -> None:
     """Deletes secrets that can never sign again."""
-    ids = list(secret_ids)
-    if ids:
-        await conn.execute(delete(callback_secrets).where(_secrets.id.in_(ids)))
+    for secret_id in secret_ids:
+        await batch.write(conn, _DELETE_SECRET, {"b_secret_id": secret_id})
 
 
 async def sealed_under_other_keys(
     conn: AsyncConnection, primary_key_id: str, limit: int
 ) -> tuple[list[ConfigRecord], list[SecretRecord]]:
     """Rows still sealed under an older key, a batch at a time, row-locked."""
+    await batch.flush(conn)
     configs = await conn.execute(
         select(callback_configs)
         .where(_configs.api_key_key_id != primary_key_id)
@@ -278,11 +297,8 @@ async def sealed_under_other_keys(
 
 async def reseal_secret(conn: AsyncConnection, secret_id: str, sealed: Sealed) -> None:
     """Replaces a secret's ciphertext (key rotation)."""
-    await conn.execute(
-        update(callback_secrets)
-        .where(_secrets.id == secret_id)
-        .values(key_id=sealed.key_id, ciphertext=sealed.blob)
-    )
+    params = {"b_secret_id": secret_id, "b_key_id": sealed.key_id, "b_ciphertext": sealed.blob}
+    await batch.write(conn, _RESEAL_SECRET, params)
 
 
 class ConfigRepository:

@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hookkeeper.service.store import batch
+
 CHANNEL = "hookkeeper_callback_config_changed"
 # Payload: the id of a partner some of whose tokens were just revoked.
 REVOCATION_CHANNEL = "hookkeeper_partner_tokens_revoked"
@@ -28,8 +30,9 @@ _log = logging.getLogger(__name__)
 
 
 async def announce(conn: AsyncConnection, config_id: str) -> None:
-    """Tells every replica, on commit, that ``config_id`` changed."""
-    if conn.dialect.name == "postgresql":
+    """Tells every replica, on commit, that ``config_id`` changed (in the
+    unit of work's one statement when its writes are queued, store/batch.py)."""
+    if conn.dialect.name == "postgresql" and not await batch.notify(conn, CHANNEL, config_id):
         await conn.execute(select(func.pg_notify(CHANNEL, config_id)))
 
 

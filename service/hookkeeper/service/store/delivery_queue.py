@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.domain.deliveries import DeliveryRecord, DeliveryState, EventRecord
+from hookkeeper.service.store import batch
 from hookkeeper.service.store.callback_configs import live_secrets_of
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
@@ -186,8 +187,9 @@ def new_delivery(
 
 
 async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None:
-    """Queues a delivery."""
-    await conn.execute(
+    """Queues a delivery (in the unit of work's one statement, store/batch.py)."""
+    await batch.write(
+        conn,
         _INSERT_DELIVERY,
         {
             "id": record.id,
@@ -287,24 +289,28 @@ async def get_delivery(
     return _delivery(row._mapping) if row else None
 
 
-async def cancel_for_config(conn: AsyncConnection, config_id: str, now: datetime) -> int:
-    """Cancels every pending delivery to a configuration (it is being deleted)."""
-    result = await conn.execute(
-        update(notification_deliveries)
-        .where(
-            _deliveries.callback_config_id == config_id, _deliveries.state == DeliveryState.PENDING
-        )
-        .values(
-            state=DeliveryState.CANCELLED,
-            next_attempt_time=None,
-            lease_owner=None,
-            lease_token=None,
-            lease_expire_time=None,
-            last_error="the callback configuration was deleted",
-            update_time=now,
-        )
+_CANCEL_FOR_CONFIG = (
+    update(notification_deliveries)
+    .where(
+        _deliveries.callback_config_id == bindparam("b_config_id"),
+        _deliveries.state == DeliveryState.PENDING,
     )
-    return int(result.rowcount)
+    .values(
+        state=DeliveryState.CANCELLED,
+        next_attempt_time=None,
+        lease_owner=None,
+        lease_token=None,
+        lease_expire_time=None,
+        last_error="the callback configuration was deleted",
+        update_time=bindparam("b_now", type_=UTCDateTime),
+    )
+)
+
+
+async def cancel_for_config(conn: AsyncConnection, config_id: str, now: datetime) -> None:
+    """Cancels every pending delivery to a configuration (it is being
+    deleted); in the unit of work's one statement (store/batch.py)."""
+    await batch.write(conn, _CANCEL_FOR_CONFIG, {"b_config_id": config_id, "b_now": now})
 
 
 async def requeue(conn: AsyncConnection, delivery_id: str, now: datetime) -> None:

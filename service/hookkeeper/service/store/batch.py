@@ -1,0 +1,155 @@
+"""Writes of one unit of work sent to PostgreSQL as one statement.
+
+Inside a unit of work on PostgreSQL, the writes nobody reads back (inserts,
+updates and deletes whose result the use case does not need) are queued with
+``write`` instead of sent one by one; ``flush`` then sends them, with the
+change-feed notifications, as a single statement of data-modifying CTEs
+(``WITH w0 AS (INSERT ...), w1 AS (UPDATE ...) SELECT pg_notify(...)``).
+Every round trip costs the server a socket write and a wake-up of the
+database backend, and on a busy host that was most of a write RPC's time
+(docs/write-path.md).
+
+What stays true:
+- atomicity: the statement runs in the unit of work's transaction, or, when
+  nothing was sent before it (a create), alone in autocommit, where one
+  statement is atomic by itself and saves BEGIN and COMMIT;
+- order: reads of the repositories flush first (``flush``), so a read in a
+  unit of work sees the writes queued before it;
+- the parts touch different rows (PostgreSQL runs the CTEs against one
+  snapshot, and one row changed twice in one statement is undefined): each
+  use case queues at most one change per row;
+- notifications are still sent by the transaction that commits the change.
+
+On SQLite, and outside a unit of work, ``write`` executes at once, as before.
+Statements are compiled once per shape (statement, parameter names) and
+PostgreSQL prepares the combined text once per connection (asyncpg's cache).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.dml import UpdateBase
+
+from hookkeeper.service.store.database import Connection
+
+_KEY = "hookkeeper_write_batch"
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+_DIALECT = postgresql.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
+_compiled: dict[tuple[int, tuple[str, ...]], tuple[UpdateBase, str, dict[str, Any]]] = {}
+
+
+class WriteBatch:
+    """The queued writes and notifications of one unit of work."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[UpdateBase, dict[str, Any]]] = []
+        self.notices: list[tuple[str, str]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.parts or self.notices)
+
+
+def begin(conn: Connection) -> None:
+    """Starts queueing ``conn``'s writes (PostgreSQL only; a no-op on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        conn.info[_KEY] = WriteBatch()
+
+
+def end(conn: Connection) -> None:
+    """Stops queueing (the unit of work is over, committed or not)."""
+    conn.info.pop(_KEY, None)
+
+
+def queueing(conn: Connection) -> bool:
+    """Whether ``conn``'s writes are being queued."""
+    return _KEY in conn.info
+
+
+async def write(conn: Connection, statement: UpdateBase, params: Mapping[str, Any]) -> None:
+    """Executes ``statement`` now, or queues it for the unit of work's flush.
+    ``statement`` must be built once (a module constant), not per call."""
+    batch: WriteBatch | None = conn.info.get(_KEY)
+    if batch is None:
+        await conn.execute(statement, dict(params))
+    else:
+        batch.parts.append((statement, dict(params)))
+
+
+async def notify(conn: Connection, channel: str, payload: str) -> bool:
+    """Queues a NOTIFY for the flush; False when nothing queues (the caller
+    sends it itself)."""
+    batch: WriteBatch | None = conn.info.get(_KEY)
+    if batch is None:
+        return False
+    batch.notices.append((channel, payload))
+    return True
+
+
+def _compile(statement: UpdateBase, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """The statement's SQL with named placeholders, and the values bound in
+    the statement itself (constants such as ``state=CANCELLED``)."""
+    cache_key = (id(statement), keys)
+    hit = _compiled.get(cache_key)
+    # The statement is kept in the entry so its id cannot be reused.
+    if hit is not None and hit[0] is statement:
+        return hit[1], hit[2]
+    compiled = statement.compile(dialect=_DIALECT, column_keys=list(keys))
+    sql = str(compiled).replace("%%", "%")
+    bound = dict(compiled.params)
+    _compiled[cache_key] = (statement, sql, bound)
+    return sql, bound
+
+
+def render(batch: WriteBatch) -> tuple[str, list[Any]]:
+    """The one statement of a batch and its positional parameters."""
+    values: list[Any] = []
+
+    def numbered(sql: str, params: Mapping[str, Any]) -> str:
+        def place(match: re.Match[str]) -> str:
+            values.append(params[match.group(1)])
+            return f"${len(values)}"
+
+        return _PLACEHOLDER.sub(place, sql)
+
+    ctes = []
+    for i, (statement, params) in enumerate(batch.parts):
+        sql, bound = _compile(statement, tuple(sorted(params)))
+        ctes.append(f"w{i} AS ({numbered(sql, {**bound, **params})})")
+    selects = []
+    for channel, payload in batch.notices:
+        values.extend([channel, payload])
+        selects.append(f"pg_notify(${len(values) - 1}, ${len(values)})")
+    head = f"WITH {', '.join(ctes)} " if ctes else ""
+    return f"{head}SELECT {', '.join(selects) or '1'}", values
+
+
+async def flush(conn: Connection, *, final: bool = False) -> None:
+    """Sends what is queued as one statement (nothing when nothing is);
+    ``final``: the unit of work commits next."""
+    batch: WriteBatch | None = conn.info.get(_KEY)
+    if not batch:
+        return
+    sql, values = render(batch)
+    batch.parts, batch.notices = [], []
+    raw = await conn.get_raw_connection()
+    adapted = raw.dbapi_connection
+    if (
+        final
+        and getattr(adapted, "_transaction", True) is None
+        and not getattr(adapted, "autocommit", True)
+    ):
+        # Nothing was sent in this unit of work yet, so no BEGIN either: one
+        # statement is atomic alone, and BEGIN/COMMIT would be two more round
+        # trips. The driver runs this one statement in autocommit (SQLAlchemy
+        # still maps its errors); the unit of work's commit has nothing to do.
+        setattr(adapted, "autocommit", True)  # noqa: B010 (not in the DBAPI protocol)
+        try:
+            await conn.exec_driver_sql(sql, tuple(values))
+        finally:
+            setattr(adapted, "autocommit", False)  # noqa: B010
+        return
+    await conn.exec_driver_sql(sql, tuple(values))
