@@ -275,6 +275,9 @@ def with_value(base: Any, path: tuple[FieldDescriptor, ...], value: Any) -> Any:
     target = copy
     for field in path[:-1]:
         target = getattr(target, field.name)
+        if field.is_repeated:
+            # Into a repeated message field: its first entry (the base has one).
+            target = target[0] if len(target) else target.add()
     last = path[-1]
     if last.is_repeated:
         container = getattr(target, last.name)
@@ -311,8 +314,10 @@ SUFFIXES = ["\x00", "x" * 300, "%00", "\u202e", "/", "é"]
 
 def _value_at(message: Any, path: tuple[FieldDescriptor, ...]) -> Any:
     target = message
-    for field in path:
+    for i, field in enumerate(path):
         target = getattr(target, field.name)
+        if field.is_repeated and i < len(path) - 1:
+            target = target[0]  # into a repeated message: its first entry
     return target
 
 
