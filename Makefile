@@ -53,8 +53,12 @@ migrate: $(STAMP)
 ## The whole test suite, after installing what it needs (system-deps-test).
 ## PostgreSQL and Redis cases skip with a reason when no server is reachable,
 ## except under CI=true, where test-services makes sure both are up or fails.
+## Test files run in parallel (pytest-xdist, one file per worker at a time so
+## a module's real processes start once): most end-to-end time is spent
+## waiting on processes, so TEST_WORKERS exceeds the 2 cores CI has.
+TEST_WORKERS ?= 4
 test: install system-deps-test test-services
-	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/pytest -q -ra -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-services:
 	@case "$${CI:-}" in 1|true|TRUE|True|yes) \
