@@ -30,9 +30,8 @@ from hookkeeper.notifications.v1 import notification_pb2_grpc as nt_grpc
 from hookkeeper.notifications.v1 import partner_pb2_grpc as pt_grpc
 from hookkeeper.notifications.v1 import secret_rotation_pb2_grpc as sr_grpc
 from tests.integration.test_error_choke_point import every_method
-from tests.support.ci import skip_or_fail
 from tests.support.figures import report
-from tests.support.private_postgres import PrivateCluster, find_binaries, new_cluster
+from tests.support.private_postgres import PrivateCluster, started_cluster
 from tests.support.processes import (
     Process,
     base_env,
@@ -56,19 +55,9 @@ CAME_BACK = "database reachable again"
 
 @pytest.fixture
 def cluster() -> Iterator[PrivateCluster]:
-    bin_dir = find_binaries()
-    if bin_dir is None:
-        skip_or_fail(
-            "no PostgreSQL server binaries (pg_ctl) under /usr/lib/postgresql/*/bin",
-            "PostgreSQL's server binaries",
-        )
-        raise AssertionError("unreachable")
-    private = new_cluster(bin_dir)
-    try:
-        private.start()
+    """A private PostgreSQL cluster the test may stop."""
+    with started_cluster() as private:
         yield private
-    finally:
-        private.remove()
 
 
 class Client:

@@ -23,9 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.ci import skip_or_fail
 from tests.support.gateway_stack import Stack, start_stack
-from tests.support.private_postgres import PrivateCluster, find_binaries, new_cluster
+from tests.support.private_postgres import PrivateCluster, started_cluster
 from tests.support.processes import run_cli, start, wait_for_grpc_health
 
 pytestmark = pytest.mark.e2e
@@ -38,19 +37,8 @@ CAME_BACK = "is available again"
 @pytest.fixture
 def cluster() -> Iterator[PrivateCluster]:
     """A private PostgreSQL cluster the test may stop."""
-    bin_dir = find_binaries()
-    if bin_dir is None:
-        skip_or_fail(
-            "no PostgreSQL server binaries (pg_ctl) under /usr/lib/postgresql/*/bin",
-            "PostgreSQL's server binaries",
-        )
-        raise AssertionError("unreachable")
-    private = new_cluster(bin_dir)
-    try:
-        private.start()
+    with started_cluster() as private:
         yield private
-    finally:
-        private.remove()
 
 
 def _healthz(stack: Stack) -> int:

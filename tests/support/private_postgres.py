@@ -15,10 +15,12 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.ci import skip_or_fail
 from tests.support.processes import free_port
 
 
@@ -144,3 +146,22 @@ def new_cluster(bin_dir: Path) -> PrivateCluster:
         shutil.rmtree(cluster.root, ignore_errors=True)
         raise
     return cluster
+
+
+@contextmanager
+def started_cluster() -> Iterator[PrivateCluster]:
+    """A private cluster, started, removed afterwards: the one outage tests
+    may stop (never the machine's). Skips (fails under CI) without binaries."""
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        skip_or_fail(
+            "no PostgreSQL server binaries (pg_ctl) under /usr/lib/postgresql/*/bin",
+            "PostgreSQL's server binaries",
+        )
+        raise AssertionError("unreachable")
+    private = new_cluster(bin_dir)
+    try:
+        private.start()
+        yield private
+    finally:
+        private.remove()
