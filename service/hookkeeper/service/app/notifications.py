@@ -30,6 +30,7 @@ from hookkeeper.service.domain.errors import (
     NotFound,
     invalid,
 )
+from hookkeeper.service.domain.ids import uuid4_strings
 from hookkeeper.service.domain.names import ConfigName, parse_config
 from hookkeeper.service.store import attempts, delivery_queue, events, subscriptions
 from hookkeeper.service.store import callback_configs as config_store
@@ -246,11 +247,11 @@ class Notifications:
                     event_pk=stored.id,
                     config_id=subscription.callback_config_id,
                     now=now,
+                    event_id=stored.event_id,
+                    event_type=stored.event_type,
                 )
                 await delivery_queue.insert_delivery(conn, delivery)
-                queued.append(
-                    replace(delivery, event_id=stored.event_id, event_type=stored.event_type)
-                )
+                queued.append(delivery)
         if queued:
             self._wake()
         return Published(stored, queued, False)
@@ -264,6 +265,8 @@ class Notifications:
         within the batch is answered like a republish of its first entry."""
         checked = _checked_batch(parent, entries)
         now = self._ctx.clock()
+        # Three ids per event (event, delivery, transactionId), drawn at once.
+        ids = uuid4_strings(3 * len(entries))
         first_of: dict[str, int] = {}
         fresh: list[EventRecord] = []
         for i, (entry, (kind, payload)) in enumerate(zip(entries, checked, strict=True)):
@@ -271,13 +274,7 @@ class Notifications:
                 first_of[entry.event_id] = i
                 fresh.append(
                     EventRecord(
-                        str(uuid.uuid4()),
-                        partner_id,
-                        kind.name,
-                        entry.event_id,
-                        payload,
-                        False,
-                        now,
+                        ids[3 * i], partner_id, kind.name, entry.event_id, payload, False, now
                     )
                 )
         async with self._ctx.database.write() as conn:
@@ -291,17 +288,19 @@ class Notifications:
             for event, inserted in stored:
                 config_id = routes.get(event.event_type)
                 if inserted and config_id is not None:
+                    at = 3 * first_of[event.event_id]
                     delivery = delivery_queue.new_delivery(
                         partner_id=partner_id,
                         kind=DeliveryKind.EVENT,
                         event_pk=event.id,
                         config_id=config_id,
                         now=now,
+                        ids=(ids[at + 1], ids[at + 2]),
+                        event_id=event.event_id,
+                        event_type=event.event_type,
                     )
                     new_deliveries.append(delivery)
-                    queued[event.id] = [
-                        replace(delivery, event_id=event.event_id, event_type=event.event_type)
-                    ]
+                    queued[event.id] = [delivery]
             await delivery_queue.insert_deliveries(conn, new_deliveries)
             earlier = await delivery_queue.deliveries_of_events(
                 conn, [event.id for event, inserted in stored if not inserted]

@@ -166,16 +166,28 @@ def _delivery(m: Any) -> DeliveryRecord:
 
 
 def new_delivery(
-    *, partner_id: str, kind: str, event_pk: str | None, config_id: str, now: datetime
+    *,
+    partner_id: str,
+    kind: str,
+    event_pk: str | None,
+    config_id: str,
+    now: datetime,
+    ids: tuple[str, str] | None = None,
+    event_id: str = "",
+    event_type: str = "",
 ) -> DeliveryRecord:
-    """A fresh PENDING delivery due now, with its own transactionId."""
+    """A fresh PENDING delivery due now, with its own transactionId.
+    ``ids``: its id and transactionId, when the caller drew them in bulk
+    (``domain.ids.uuid4_strings``); ``event_id`` and ``event_type``: its
+    event's, for the answer of a publish."""
+    delivery_id, transaction_id = ids or (str(uuid.uuid4()), str(uuid.uuid4()))
     return DeliveryRecord(
-        id=str(uuid.uuid4()),
+        id=delivery_id,
         partner_id=partner_id,
         kind=kind,
         event_pk=event_pk,
         callback_config_id=config_id,
-        transaction_id=str(uuid.uuid4()),
+        transaction_id=transaction_id,
         state=DeliveryState.PENDING,
         attempt_count=0,
         round_failures=0,
@@ -183,6 +195,8 @@ def new_delivery(
         last_error=None,
         create_time=now,
         update_time=now,
+        event_id=event_id,
+        event_type=event_type,
     )
 
 
