@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -47,6 +47,10 @@ _SLOW_SECONDS = 1.0
 # Fast hosts remembered (least recently seen forgotten first): bounded memory
 # with any number of distinct callback hosts.
 _FAST_HOSTS_KEPT = 10_000
+# Claims under way at once: one claim's round trip (and the event loop's lag
+# under load) bounds a single claimer at batch_size per claim; two keep the
+# slots fed while one waits. SKIP LOCKED gives them disjoint rows.
+_CLAIMS_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,15 @@ def dispatcher_id() -> str:
     return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A claimed delivery waiting for a free slot."""
+
+    claimed: ClaimedDelivery
+    keys: BatchKeys
+    since: float  # the event loop's time at the claim
+
+
 class Dispatcher:
     """One dispatcher process's worker loop."""
 
@@ -99,9 +112,17 @@ class Dispatcher:
         )
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        # Claimed ahead, waiting for a free slot: a slot freed by an answer is
+        # refilled at once instead of after the next claim's round trip.
+        self._ready: deque[_Held] = deque()
+        self._stopping = False
+        self._background: set[asyncio.Task[None]] = set()
+        # Claims under way, and how many deliveries they asked for.
+        self._claims: set[asyncio.Task[None]] = set()
+        self._asked = 0
         self._results: asyncio.Queue[Outcome | None] = asyncio.Queue()
-        # Attempts in flight per callback host, and per configuration (with
-        # its host), for the per-host cap.
+        # Attempts in flight or waiting for a slot per callback host, and per
+        # configuration (with its host), for the per-host cap.
         self._hosts: Counter[str] = Counter()
         self._configs: Counter[str] = Counter()
         self._config_host: dict[str, str] = {}
@@ -114,8 +135,10 @@ class Dispatcher:
 
     def _cap(self, host: str) -> int:
         """A host known to answer quickly frees its slots at once and may use
-        them all; any other (new, slow or hanging) holds at most per_host."""
-        return self._options.concurrency if host in self._fast else self._options.per_host
+        them all, and the batch held ahead too; any other (new, slow or
+        hanging) holds at most per_host, in flight and held together."""
+        options = self._options
+        return options.concurrency + options.batch_size if host in self._fast else options.per_host
 
     def _answered(self, host: str, seconds: float) -> None:
         """Learns from an attempt's duration whether its host is fast."""
@@ -133,31 +156,62 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> tuple[list[ClaimedDelivery], int]:
         token = str(uuid.uuid4())
-        async with self._ctx.database.write() as conn:
-            claimed = await delivery_queue.claim_due(
-                conn,
-                now=self._ctx.clock(),
-                limit=limit,
-                owner=self.owner,
-                token=token,
-                lease_margin=self._options.lease_margin,
-                on_admission=_record_admission,
-                skip_configs=self._saturated_configs(),
-            )
-            over = self._over_cap(claimed)
-            if over:
-                # Handed back in the claim's own transaction: never attempted,
-                # never leased to us as far as anyone else can see.
-                await delivery_queue.release(
+        claimed: list[ClaimedDelivery] = []
+        gated = limit
+        if not self._ctx.database.is_sqlite:
+            # One statement in autocommit for the common case; rows behind a
+            # gate (disabled, Retry-After, per-second cap) take the path below.
+            async with self._ctx.database.autocommit() as conn:
+                claimed, gated = await delivery_queue.claim_plain(
                     conn,
-                    [c.delivery.id for c in over],
-                    token,
-                    self._ctx.clock() + _RELEASE_DELAY,
+                    now=self._ctx.clock(),
+                    limit=limit,
+                    owner=self.owner,
+                    token=token,
+                    lease_margin=self._options.lease_margin,
+                    skip_configs=self._saturated_configs(),
                 )
-        if over:
-            telemetry.record_throttled("host_cap", len(over))
+        if gated:
+            try:
+                async with self._ctx.database.write() as conn:
+                    claimed += await delivery_queue.claim_due(
+                        conn,
+                        now=self._ctx.clock(),
+                        limit=gated,
+                        owner=self.owner,
+                        token=token,
+                        lease_margin=self._options.lease_margin,
+                        on_admission=_record_admission,
+                        skip_configs=self._saturated_configs(),
+                    )
+            except Exception:
+                if not claimed:
+                    raise
+                # What the first statement leased (committed) goes ahead.
+                _log.exception("cannot claim gated deliveries; retrying at the next claim")
+        over = self._over_cap(claimed)
         handed_back = {id(c) for c in over}
-        return [c for c in claimed if id(c) not in handed_back], len(over)
+        kept = [c for c in claimed if id(c) not in handed_back]
+        # Counted at once (before any await): a claim running beside this one
+        # sees them against the cap.
+        for item in kept:
+            self._count(item)
+        if over:
+            # Handed back before any attempt: due again soon, with the
+            # claim's attempt number returned.
+            try:
+                async with self._ctx.database.autocommit() as conn:
+                    await delivery_queue.release(
+                        conn,
+                        [c.delivery.id for c in over],
+                        token,
+                        self._ctx.clock() + _RELEASE_DELAY,
+                    )
+            except Exception:
+                # Their leases run out instead; what was kept goes ahead.
+                _log.warning("cannot hand back %d deliveries over the host cap", len(over))
+            telemetry.record_throttled("host_cap", len(over))
+        return kept, len(over)
 
     def _over_cap(self, claimed: list[ClaimedDelivery]) -> list[ClaimedDelivery]:
         """The claimed deliveries whose host would go over the cap."""
@@ -173,16 +227,100 @@ class Dispatcher:
                 planned[host] += 1
         return over
 
+    def _count(self, claimed: ClaimedDelivery) -> None:
+        """Counts a delivery against its host's cap, from its claim on."""
+        if claimed.target is not None:
+            host = host_of(claimed.target.callback_url)
+            config = claimed.target.config_id
+            self._hosts[host] += 1
+            self._configs[config] += 1
+            self._config_host[config] = host
+
+    def _uncount(self, claimed: ClaimedDelivery) -> None:
+        if claimed.target is not None:
+            host = host_of(claimed.target.callback_url)
+            config = claimed.target.config_id
+            self._hosts[host] -= 1
+            if not self._hosts[host]:
+                del self._hosts[host]
+            self._configs[config] -= 1
+            if not self._configs[config]:
+                del self._configs[config]
+                del self._config_host[config]
+
+    async def _claim_into(self, wanted: int) -> None:
+        """One claim, run beside the loop (up to _CLAIMS_AT_ONCE at once): its
+        deliveries start in the free slots or wait for one."""
+        claimed: list[ClaimedDelivery] = []
+        released = 0
+        try:
+            claimed, released = await self._claim(wanted)
+        except Unavailable:
+            pass  # logged once by the database's availability
+        except Exception:
+            _log.exception("cannot claim deliveries; retrying after the poll interval")
+        finally:
+            self._asked -= wanted
+        self._accept(claimed)
+        if claimed and len(claimed) + released == wanted:
+            self._wakeup.set()  # a full batch: more may be due right now
+
+    def _accept(self, claimed: list[ClaimedDelivery]) -> None:
+        """Starts what the free slots allow and holds the rest for the next
+        free slot (the claim counted them against their hosts' caps)."""
+        keys = BatchKeys()  # dropped with the batch's last attempt
+        now = asyncio.get_running_loop().time()
+        for item in claimed:
+            if not self._stopping and len(self._inflight) < self._options.concurrency:
+                self._start(item, keys)
+            else:
+                self._ready.append(_Held(item, keys, now))
+
+    def _start(self, claimed: ClaimedDelivery, keys: BatchKeys) -> None:
+        task = asyncio.create_task(self._tracked(claimed, keys))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _refill(self) -> None:
+        """Starts held deliveries in the free slots. One held longer than half
+        the lease margin is handed back instead: started now, it might still
+        be in flight when its lease ends."""
+        stale_after = self._options.lease_margin.total_seconds() / 2
+        now = asyncio.get_running_loop().time()
+        stale = []
+        while self._ready and len(self._inflight) < self._options.concurrency:
+            held = self._ready.popleft()
+            if now - held.since > stale_after:
+                stale.append(held.claimed)
+            else:
+                self._start(held.claimed, held.keys)
+        if stale:
+            task = asyncio.create_task(self._hand_back(stale))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _hand_back(self, claimed: list[ClaimedDelivery]) -> None:
+        """Releases leased deliveries never attempted (due again at once)."""
+        by_token: dict[str, list[str]] = {}
+        for item in claimed:
+            by_token.setdefault(item.lease_token, []).append(item.delivery.id)
+        try:
+            async with self._ctx.database.autocommit() as conn:
+                for token, ids in by_token.items():
+                    await delivery_queue.release(conn, ids, token, self._ctx.clock())
+        except Exception:
+            # Their leases run out and they are claimed again: nothing is lost.
+            _log.warning("cannot hand back %d unattempted deliveries", len(claimed))
+        finally:
+            for item in claimed:
+                self._uncount(item)
+
     async def _tracked(self, claimed: ClaimedDelivery, keys: BatchKeys) -> None:
-        """One attempt, counted against its host's cap while in flight."""
+        """One attempt, counted against its host's cap until it ends."""
         if claimed.target is None:
             await self._one(claimed, keys)
             return
         host = host_of(claimed.target.callback_url)
-        config = claimed.target.config_id
-        self._hosts[host] += 1
-        self._configs[config] += 1
-        self._config_host[config] = host
         loop = asyncio.get_running_loop()
         began = loop.time()
         # Still in flight after _SLOW_SECONDS: the host is slow from now on,
@@ -193,13 +331,7 @@ class Dispatcher:
         finally:
             slow.cancel()
             self._answered(host, loop.time() - began)
-            self._hosts[host] -= 1
-            if not self._hosts[host]:
-                del self._hosts[host]
-            self._configs[config] -= 1
-            if not self._configs[config]:
-                del self._configs[config]
-                del self._config_host[config]
+            self._uncount(claimed)
 
     async def _one(self, claimed: ClaimedDelivery, keys: BatchKeys) -> None:
         event = claimed.event
@@ -238,9 +370,18 @@ class Dispatcher:
         # spend a claiming transaction per delivery.
         return max(1, min(self._options.batch_size, self._options.concurrency) // 2)
 
+    @property
+    def _room(self) -> int:
+        """Deliveries to claim for: free slots plus a batch held ahead."""
+        options = self._options
+        return options.concurrency + options.batch_size - len(self._inflight) - len(self._ready)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        if self._options.concurrency - len(self._inflight) == self._claim_threshold:
+        if self._stopping:
+            return
+        self._refill()
+        if self._room >= self._claim_threshold:
             self._wakeup.set()
 
     async def _record(self) -> None:
@@ -349,28 +490,18 @@ class Dispatcher:
         )
         try:
             while not stop.is_set():
-                # Cleared before the claim, not after: a wake-up that arrives
-                # while claiming must start the next claim, not wait for a poll.
+                # Cleared before deciding, not after: a wake-up that arrives
+                # meanwhile must start the next claim, not wait for a poll.
                 self._wakeup.clear()
-                free = options.concurrency - len(self._inflight)
-                wanted = min(options.batch_size, free)
-                claimed: list[ClaimedDelivery] = []
-                released = 0
-                if wanted >= self._claim_threshold or not self._inflight:
-                    try:
-                        claimed, released = await self._claim(wanted)
-                    except Unavailable:
-                        pass  # logged once by the database's availability
-                    except Exception:
-                        _log.exception("cannot claim deliveries; retrying after the poll interval")
-                keys = BatchKeys()  # dropped with the batch's last attempt
-                for item in claimed:
-                    task = asyncio.create_task(self._tracked(item, keys))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._done)
-                if claimed and len(claimed) + released == wanted:
-                    continue  # a full batch: more may be due right now
-                if self._wakeup.is_set():
+                wanted = min(options.batch_size, self._room - self._asked)
+                idle = not (self._inflight or self._ready or self._claims)
+                if len(self._claims) < _CLAIMS_AT_ONCE and (
+                    wanted >= self._claim_threshold or (idle and wanted > 0)
+                ):
+                    self._asked += wanted
+                    claim = asyncio.create_task(self._claim_into(wanted))
+                    self._claims.add(claim)
+                    claim.add_done_callback(self._claims.discard)
                     continue
                 waiters = [
                     asyncio.create_task(self._wakeup.wait()),
@@ -382,8 +513,19 @@ class Dispatcher:
                 for waiter in waiters:
                     waiter.cancel()
         finally:
+            self._stopping = True
+            if self._claims:
+                await asyncio.gather(*self._claims, return_exceptions=True)
             if listener is not None:
                 await listener.stop()
+            if self._ready:
+                # Claimed ahead but never started: handed back, not left to
+                # wait for their leases to end.
+                held = [h.claimed for h in self._ready]
+                self._ready.clear()
+                await self._hand_back(held)
+            if self._background:
+                await asyncio.gather(*self._background, return_exceptions=True)
             if self._inflight:
                 _log.info("dispatcher stopping: finishing %d attempts", len(self._inflight))
                 await asyncio.gather(*self._inflight, return_exceptions=True)
