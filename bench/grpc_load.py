@@ -64,6 +64,9 @@ class Result:
     # The same for this load generator: near one CPU-second per second means the
     # rate is limited by the client, not by the server.
     client_cpu_ms: float | None
+    # The same for every PostgreSQL process on this machine (backends, WAL
+    # writer, checkpointer): the database's share of each request.
+    db_cpu_ms: float | None = None
 
 
 def _cpu_seconds(pid: int | None) -> float | None:
@@ -84,6 +87,30 @@ def _cpu_seconds_of(pids: Sequence[int]) -> float | None:
     if not times or any(t is None for t in times):
         return None
     return sum(t for t in times if t is not None)
+
+
+def _postgres_cpu_seconds() -> dict[int, float]:
+    """CPU time of every process named ``postgres`` (Linux /proc), by pid."""
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone in between
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return times
+
+
+def _postgres_cpu_between(before: dict[int, float], after: dict[int, float]) -> float | None:
+    """PostgreSQL's CPU seconds between two samples: processes that ended in
+    between are left out (their last figures are unknown), new ones count whole."""
+    if not after:
+        return None
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def _per_request(before: float | None, after: float | None, count: int) -> float | None:
@@ -109,13 +136,13 @@ async def _run(
     stop_at = measure_from + seconds
     latencies: list[float] = []
     errors = 0
-    cpu: list[tuple[float | None, float | None]] = []
+    cpu: list[tuple[float | None, float | None, dict[int, float]]] = []
 
     async def sample_cpu() -> None:
         await asyncio.sleep(measure_from - time.perf_counter())
-        cpu.append((_cpu_seconds_of(pids), _cpu_seconds(os.getpid())))
+        cpu.append((_cpu_seconds_of(pids), _cpu_seconds(os.getpid()), _postgres_cpu_seconds()))
         await asyncio.sleep(stop_at - time.perf_counter())
-        cpu.append((_cpu_seconds_of(pids), _cpu_seconds(os.getpid())))
+        cpu.append((_cpu_seconds_of(pids), _cpu_seconds(os.getpid()), _postgres_cpu_seconds()))
 
     async def caller(i: int) -> None:
         nonlocal errors
@@ -133,7 +160,7 @@ async def _run(
     await asyncio.gather(sample_cpu(), *(caller(i) for i in range(callers)))
     ordered = sorted(latencies)
     count = len(ordered)
-    (server_before, client_before), (server_after, client_after) = cpu
+    (server_before, client_before, db_before), (server_after, client_after, db_after) = cpu
     p99 = ordered[min(count - 1, int(count * 0.99))] if count else 0.0
     return Result(
         op=op,
@@ -145,6 +172,7 @@ async def _run(
         errors=errors,
         server_cpu_ms=_per_request(server_before, server_after, count),
         client_cpu_ms=_per_request(client_before, client_after, count),
+        db_cpu_ms=_per_request(0.0, _postgres_cpu_between(db_before, db_after), count),
     )
 
 
