@@ -12,7 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.e2e.delivery_harness import eventually, new_stack, partner
+from hookkeeper.notifications.v1 import notification_pb2 as nt
+from tests.e2e.delivery_harness import METADATA, eventually, new_stack, partner
 from tests.support.postgres import create_database as create_postgres_database
 from tests.support.postgres import drop_database as drop_postgres_database
 from tests.support.postgres import require_postgres
@@ -104,3 +105,45 @@ async def test_two_dispatchers_never_send_the_same_attempt_concurrently(
         codes = stack.stop_all()
         await receiver.stop()
     assert codes == [0, 0, 0], [p.output() for p in stack.processes]
+
+
+async def test_a_publish_wakes_a_dispatcher_in_another_process(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The dispatcher polls once an hour here, so only the publishers'
+    NOTIFY (LISTEN on the due channel) can make it deliver in time."""
+    receiver = await Receiver().start()
+    stack = new_stack(tmp_path, postgres_url, HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true")
+    try:
+        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
+        who = partner()
+        config, secret = await api.config(who, receiver.url, wait_seconds=5)
+        receiver.secrets = [secret]
+        await api.subscribe(who, "GuestReviewSubmitted", config)
+        dispatcher = stack.dispatcher(
+            "dispatcher", HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS="3600"
+        )
+        await wait_started([dispatcher])
+        # Its first poll (at start) found the connectivity GET, if anything;
+        # from now on it sleeps until told.
+        await asyncio.sleep(0.5)
+        await api.publish(who, "GuestReviewSubmitted", "single")
+        await receiver.wait_until(lambda: len(receiver.posts()) == 1, within=20)
+        await api.notifications.BatchPublishEvents(
+            nt.BatchPublishEventsRequest(
+                parent=who,
+                requests=[
+                    nt.PublishEventRequest(
+                        event_type="GuestReviewSubmitted", event_id=i, payload_json="{}"
+                    )
+                    for i in ("b-1", "b-2")
+                ],
+            ),
+            metadata=METADATA,
+        )
+        await receiver.wait_until(lambda: len(receiver.posts()) == 3, within=20)
+        await api.close()
+    finally:
+        codes = stack.stop_all()
+        await receiver.stop()
+    assert codes == [0, 0], [p.output() for p in stack.processes]

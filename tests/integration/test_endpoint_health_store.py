@@ -241,6 +241,31 @@ async def test_a_success_restarts_the_failure_count(ctx: AppContext, clock: Fake
     assert (await CallbackConfigs(ctx).get(parse_config(config))).state == "DISABLED"
 
 
+async def test_a_failure_of_a_configuration_deleted_mid_attempt_is_recorded(
+    ctx: AppContext,
+) -> None:
+    config = await _config(ctx, "p1")
+    [delivery_id] = await _published(ctx, "p1", config, 1)
+    deliverer = Deliverer(ctx, ScriptedSender([(500, None), (500, None)]), scale=0.0001, owner="t")
+    outcomes = [await deliverer.attempt(c) for c in await _claim(ctx)]
+    assert not any(o.attempt.succeeded for o in outcomes)
+    # Deleted while the attempts were in flight: their configuration has no
+    # health row to keep, and the batch of outcomes must still commit (it
+    # once failed on the foreign key, again at every retry, so nothing the
+    # dispatcher attempted afterwards was recorded).
+    await CallbackConfigs(ctx).delete(parse_config(config))
+    async with ctx.database.write() as conn:
+        await attempts.insert_attempts(conn, [o.attempt for o in outcomes])
+        disabled = await endpoint_health.after_attempts(
+            conn, outcomes, ctx.clock(), ctx.policy.disable_after
+        )
+    assert disabled == []
+    logged = await Notifications(ctx, ScriptedSender([])).attempts(
+        DeliveryName("p1", delivery_id), "", 10, ""
+    )
+    assert [a.http_status for a in logged[0]] == [500]
+
+
 async def test_retry_after_holds_the_whole_configuration(ctx: AppContext, clock: FakeClock) -> None:
     config = await _config(ctx, "p1")
     await _published(ctx, "p1", config, 1)

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import socket
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from hookkeeper.service.domain import envelope, event_types, retry
 from hookkeeper.service.domain.addresses import forbidden_reason
 from hookkeeper.service.domain.delivery_names import parse_delivery, parse_subscription
 from hookkeeper.service.domain.errors import InvalidArgument
+from hookkeeper.service.domain.ids import uuid4_string, uuid4_strings
 from hookkeeper.service.receiver import SignatureError, verify_notification
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -195,3 +197,16 @@ def test_attempt_errors_never_show_url_credentials() -> None:
     scrubbed = scrub_url(f"InvalidURL {rendered}", mixed)
     assert "s3cr3t" not in scrubbed
     assert "pa55word" not in scrubbed
+
+
+def test_bulk_ids_are_canonical_distinct_version_4_uuids() -> None:
+    ids = uuid4_strings(5000)
+    assert len(set(ids)) == 5000
+    for text in [*ids, uuid4_string()]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text
+    # The variant digit takes all four values (its low bits stay random).
+    assert {text[19] for text in ids} == set("89ab")
+    assert uuid4_strings(0) == []

@@ -48,6 +48,11 @@ def test_json_depth_is_measured_without_recursion() -> None:
     assert exceeds_depth("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1))
     # Brackets inside strings (escaped quotes too) are text, not nesting.
     assert not exceeds_depth(json.dumps({"a": "[" * 1000 + '\\"' + "{" * 1000}))
+    # Exactly at the limit of openers in all: the quick count decides; one
+    # more and the scan must tell nesting (too deep) from siblings (fine).
+    assert not exceeds_depth("[" * MAX_JSON_DEPTH)
+    assert exceeds_depth("[" * (MAX_JSON_DEPTH + 1))
+    assert not exceeds_depth("[" + "[]," * MAX_JSON_DEPTH + "[]]")
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
@@ -79,34 +79,58 @@ def subscription_message(record: SubscriptionRecord) -> pb.Subscription:
     )
 
 
-def event_message(record: EventRecord) -> pb.Event:
-    """The protobuf view of an event."""
+class _Stamps(dict[datetime, timestamp_pb2.Timestamp]):
+    """Timestamps by moment, each converted once: the events and deliveries
+    of one batch publish share one creation time, and converting it (about
+    3 µs) four times per event was a tenth of the batch's CPU time."""
+
+    def __missing__(self, moment: datetime) -> timestamp_pb2.Timestamp:
+        stamp = self[moment] = timestamp(moment)
+        return stamp
+
+
+class _Names(dict[tuple[str, str], str]):
+    """Configuration names by (partner, configuration), each formatted once."""
+
+    def __missing__(self, key: tuple[str, str]) -> str:
+        name = self[key] = str(ConfigName(*key))
+        return name
+
+
+def event_message(record: EventRecord, stamps: _Stamps | None = None) -> pb.Event:
+    """The protobuf view of an event (``stamps``: shared by a batch's answers)."""
+    stamps = _Stamps() if stamps is None else stamps
     return pb.Event(
         name=f"partners/{record.partner_id}/events/{record.id}",
         event_type=record.event_type,
         event_id=record.event_id,
         payload_json=record.payload,
-        create_time=timestamp(record.create_time),
+        create_time=stamps[record.create_time],
     )
 
 
-def delivery_message(record: DeliveryRecord) -> pb.Delivery:
-    """The protobuf view of a delivery."""
+def delivery_message(
+    record: DeliveryRecord, stamps: _Stamps | None = None, names: _Names | None = None
+) -> pb.Delivery:
+    """The protobuf view of a delivery (``stamps``, ``names``: shared by a
+    batch's answers)."""
+    stamps = _Stamps() if stamps is None else stamps
+    names = _Names() if names is None else names
     message = pb.Delivery(
         name=delivery_name(record.partner_id, record.id),
         kind=_KINDS.get(record.kind, pb.DELIVERY_KIND_UNSPECIFIED),
         event_id=record.event_id,
         event_type=record.event_type,
-        callback_config=str(ConfigName(record.partner_id, record.callback_config_id)),
+        callback_config=names[record.partner_id, record.callback_config_id],
         transaction_id=record.transaction_id,
         state=_STATES.get(record.state, pb.Delivery.STATE_UNSPECIFIED),
         attempt_count=record.attempt_count,
         last_error=record.last_error or "",
-        create_time=timestamp(record.create_time),
-        update_time=timestamp(record.update_time),
+        create_time=stamps[record.create_time],
+        update_time=stamps[record.update_time],
     )
     if record.state == DeliveryState.PENDING and record.next_attempt_time is not None:
-        message.next_attempt_time.CopyFrom(timestamp(record.next_attempt_time))
+        message.next_attempt_time.CopyFrom(stamps[record.next_attempt_time])
     return message
 
 
@@ -215,11 +239,12 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
                 for r in request.requests
             ],
         )
+        stamps, names = _Stamps(), _Names()
         return pb.BatchPublishEventsResponse(
             responses=[
                 pb.PublishEventResponse(
-                    event=event_message(p.event),
-                    deliveries=[delivery_message(d) for d in p.deliveries],
+                    event=event_message(p.event, stamps),
+                    deliveries=[delivery_message(d, stamps, names) for d in p.deliveries],
                     duplicate=p.duplicate,
                 )
                 for p in published

@@ -91,6 +91,8 @@ async def after_attempts(
     for config_id in sorted(set(by_config) - set(healthy)):
         batch = sorted(by_config[config_id], key=lambda o: o.attempt.start_time)
         health = await store.lock_health(conn, config_id)
+        if health is None:
+            continue  # deleted while its attempts were in flight: nothing to keep
         failing_since = health.failing_since
         hold = health.hold_until
         reason = None

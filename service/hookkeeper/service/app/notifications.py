@@ -30,6 +30,7 @@ from hookkeeper.service.domain.errors import (
     NotFound,
     invalid,
 )
+from hookkeeper.service.domain.ids import uuid4_strings
 from hookkeeper.service.domain.names import ConfigName, parse_config
 from hookkeeper.service.store import attempts, delivery_queue, events, subscriptions
 from hookkeeper.service.store import callback_configs as config_store
@@ -228,9 +229,10 @@ class Notifications:
         nothing."""
         kind, payload = _checked(event_type, payload_json, envelope.check_event_id(event_id))
         now = self._ctx.clock()
-        record = EventRecord(
-            str(uuid.uuid4()), partner_id, kind.name, event_id, payload, False, now
-        )
+        event_pk, delivery_id, transaction_id = uuid4_strings(3)
+        record = EventRecord(event_pk, partner_id, kind.name, event_id, payload, False, now)
+        if not self._ctx.database.is_sqlite:
+            return await self._publish_pg(record, delivery_id, transaction_id)
         async with self._ctx.database.write() as conn:
             stored, inserted = await events.insert_event(conn, record)
             if not inserted:
@@ -246,14 +248,47 @@ class Notifications:
                     event_pk=stored.id,
                     config_id=subscription.callback_config_id,
                     now=now,
+                    ids=(delivery_id, transaction_id),
+                    event_id=stored.event_id,
+                    event_type=stored.event_type,
                 )
                 await delivery_queue.insert_delivery(conn, delivery)
-                queued.append(
-                    replace(delivery, event_id=stored.event_id, event_type=stored.event_type)
-                )
+                queued.append(delivery)
         if queued:
             self._wake()
         return Published(stored, queued, False)
+
+    async def _publish_pg(
+        self, record: EventRecord, delivery_id: str, transaction_id: str
+    ) -> Published:
+        """``publish`` on PostgreSQL: one statement in autocommit (the event,
+        its delivery, the dispatchers' wake-up); a duplicate is then read back."""
+        async with self._ctx.database.autocommit() as conn:
+            inserted, config_id = await delivery_queue.publish_one(
+                conn, record, delivery_id, transaction_id
+            )
+            if not inserted:
+                stored = await events.get_event(conn, record.partner_id, record.event_id)
+                assert stored is not None  # a conflict means a committed event
+                return Published(
+                    stored, await delivery_queue.deliveries_of_event(conn, stored.id), True
+                )
+        queued = []
+        if config_id is not None:
+            queued.append(
+                delivery_queue.new_delivery(
+                    partner_id=record.partner_id,
+                    kind=DeliveryKind.EVENT,
+                    event_pk=record.id,
+                    config_id=config_id,
+                    now=record.create_time,
+                    ids=(delivery_id, transaction_id),
+                    event_id=record.event_id,
+                    event_type=record.event_type,
+                )
+            )
+            self._wake()
+        return Published(record, queued, False)
 
     async def publish_many(
         self, partner_id: str, parent: str, entries: list[PublishEntry]
@@ -264,6 +299,8 @@ class Notifications:
         within the batch is answered like a republish of its first entry."""
         checked = _checked_batch(parent, entries)
         now = self._ctx.clock()
+        # Three ids per event (event, delivery, transactionId), drawn at once.
+        ids = uuid4_strings(3 * len(entries))
         first_of: dict[str, int] = {}
         fresh: list[EventRecord] = []
         for i, (entry, (kind, payload)) in enumerate(zip(entries, checked, strict=True)):
@@ -271,13 +308,7 @@ class Notifications:
                 first_of[entry.event_id] = i
                 fresh.append(
                     EventRecord(
-                        str(uuid.uuid4()),
-                        partner_id,
-                        kind.name,
-                        entry.event_id,
-                        payload,
-                        False,
-                        now,
+                        ids[3 * i], partner_id, kind.name, entry.event_id, payload, False, now
                     )
                 )
         async with self._ctx.database.write() as conn:
@@ -291,17 +322,19 @@ class Notifications:
             for event, inserted in stored:
                 config_id = routes.get(event.event_type)
                 if inserted and config_id is not None:
+                    at = 3 * first_of[event.event_id]
                     delivery = delivery_queue.new_delivery(
                         partner_id=partner_id,
                         kind=DeliveryKind.EVENT,
                         event_pk=event.id,
                         config_id=config_id,
                         now=now,
+                        ids=(ids[at + 1], ids[at + 2]),
+                        event_id=event.event_id,
+                        event_type=event.event_type,
                     )
                     new_deliveries.append(delivery)
-                    queued[event.id] = [
-                        replace(delivery, event_id=event.event_id, event_type=event.event_type)
-                    ]
+                    queued[event.id] = [delivery]
             await delivery_queue.insert_deliveries(conn, new_deliveries)
             earlier = await delivery_queue.deliveries_of_events(
                 conn, [event.id for event, inserted in stored if not inserted]
@@ -443,6 +476,7 @@ class Notifications:
             if found.kind != DeliveryKind.EVENT:
                 raise FailedPrecondition(f"{name} is not the delivery of a published event")
             await delivery_queue.requeue(conn, found.id, now)
+            await delivery_queue.wake_dispatchers(conn)
             updated = await delivery_queue.get_delivery(conn, name.partner_id, name.delivery_id)
         assert updated is not None
         self._wake()

@@ -30,6 +30,7 @@ from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store import attempts, delivery_queue, gauges
+from hookkeeper.service.store.change_feed import ChangeListener
 from hookkeeper.service.store.endpoint_health import Admission
 from hookkeeper.service.store.records import (
     ClaimedDelivery,
@@ -325,6 +326,17 @@ class Dispatcher:
         (each bounded by its request timeout) and records them."""
         options = self._options
         recorder = asyncio.create_task(self._record())
+        listener = None
+        if not self._ctx.database.is_sqlite:
+            # Publishers NOTIFY on commit: new deliveries start at once, not
+            # at the next poll (which stays, for retries falling due).
+            listener = ChangeListener(
+                self._ctx.database.engine.url.render_as_string(hide_password=False),
+                on_change=lambda _payload: self.wake(),
+                on_live=lambda _live: None,
+                channel=delivery_queue.DUE_CHANNEL,
+            )
+            listener.start()
         reporter = (
             asyncio.create_task(self._report_queue(stop)) if telemetry.metrics_enabled() else None
         )
@@ -337,6 +349,9 @@ class Dispatcher:
         )
         try:
             while not stop.is_set():
+                # Cleared before the claim, not after: a wake-up that arrives
+                # while claiming must start the next claim, not wait for a poll.
+                self._wakeup.clear()
                 free = options.concurrency - len(self._inflight)
                 wanted = min(options.batch_size, free)
                 claimed: list[ClaimedDelivery] = []
@@ -355,7 +370,8 @@ class Dispatcher:
                     task.add_done_callback(self._done)
                 if claimed and len(claimed) + released == wanted:
                     continue  # a full batch: more may be due right now
-                self._wakeup.clear()
+                if self._wakeup.is_set():
+                    continue
                 waiters = [
                     asyncio.create_task(self._wakeup.wait()),
                     asyncio.create_task(stop.wait()),
@@ -366,6 +382,8 @@ class Dispatcher:
                 for waiter in waiters:
                     waiter.cancel()
         finally:
+            if listener is not None:
+                await listener.stop()
             if self._inflight:
                 _log.info("dispatcher stopping: finishing %d attempts", len(self._inflight))
                 await asyncio.gather(*self._inflight, return_exceptions=True)

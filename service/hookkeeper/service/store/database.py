@@ -77,6 +77,19 @@ class Database:
                 yield conn
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Connection]:
+        """A connection for a write that is one statement, atomic on its own:
+        on PostgreSQL each statement commits by itself, without the two round
+        trips of BEGIN and COMMIT; on SQLite, a write transaction."""
+        if self.is_sqlite:
+            async with self.write() as conn:
+                yield conn
+            return
+        async with self._reachable(), self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[Connection]:
         """A transaction for writes: committed on success, rolled back on
         error. Raises ``Unavailable`` when the database cannot be reached."""

@@ -21,7 +21,12 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
-from hookkeeper.service.domain.deliveries import DeliveryRecord, DeliveryState, EventRecord
+from hookkeeper.service.domain.deliveries import (
+    DeliveryKind,
+    DeliveryRecord,
+    DeliveryState,
+    EventRecord,
+)
 from hookkeeper.service.store import batch
 from hookkeeper.service.store.callback_configs import live_secrets_of
 from hookkeeper.service.store.delivery_tables import (
@@ -41,6 +46,11 @@ _deliveries = notification_deliveries.c
 _attempts = notification_attempts.c
 _configs = callback_configs.c
 _health = endpoint_health.c
+
+# The dispatchers LISTEN here: a publish that queued deliveries tells them on
+# commit, so a delivery waits for no poll (the payload is empty; PostgreSQL
+# folds the notifications of one transaction into one).
+DUE_CHANNEL = "hookkeeper_deliveries_due"
 
 
 # Statements are built once, with bound parameters (as in callback_configs.py):
@@ -166,16 +176,28 @@ def _delivery(m: Any) -> DeliveryRecord:
 
 
 def new_delivery(
-    *, partner_id: str, kind: str, event_pk: str | None, config_id: str, now: datetime
+    *,
+    partner_id: str,
+    kind: str,
+    event_pk: str | None,
+    config_id: str,
+    now: datetime,
+    ids: tuple[str, str] | None = None,
+    event_id: str = "",
+    event_type: str = "",
 ) -> DeliveryRecord:
-    """A fresh PENDING delivery due now, with its own transactionId."""
+    """A fresh PENDING delivery due now, with its own transactionId.
+    ``ids``: its id and transactionId, when the caller drew them in bulk
+    (``domain.ids.uuid4_strings``); ``event_id`` and ``event_type``: its
+    event's, for the answer of a publish."""
+    delivery_id, transaction_id = ids or (str(uuid.uuid4()), str(uuid.uuid4()))
     return DeliveryRecord(
-        id=str(uuid.uuid4()),
+        id=delivery_id,
         partner_id=partner_id,
         kind=kind,
         event_pk=event_pk,
         callback_config_id=config_id,
-        transaction_id=str(uuid.uuid4()),
+        transaction_id=transaction_id,
         state=DeliveryState.PENDING,
         attempt_count=0,
         round_failures=0,
@@ -183,6 +205,8 @@ def new_delivery(
         last_error=None,
         create_time=now,
         update_time=now,
+        event_id=event_id,
+        event_type=event_type,
     )
 
 
@@ -209,6 +233,7 @@ async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None
     )
 
 
+# With the dispatchers' wake-up (sent once, on commit; see DUE_CHANNEL).
 _INSERT_DELIVERIES_PG = text(
     """
     INSERT INTO notification_deliveries
@@ -219,6 +244,7 @@ _INSERT_DELIVERIES_PG = text(
     FROM unnest(CAST(:ids AS text[]), CAST(:event_pks AS text[]),
                 CAST(:config_ids AS text[]), CAST(:transaction_ids AS text[]))
          AS u(id, event_pk, config_id, transaction_id)
+    CROSS JOIN (SELECT pg_notify(:channel, '')) AS wake
     """
 ).bindparams(bindparam("now", type_=UTCDateTime))
 
@@ -245,8 +271,71 @@ async def insert_deliveries(conn: AsyncConnection, records: Sequence[DeliveryRec
             "event_pks": [r.event_pk for r in records],
             "config_ids": [r.callback_config_id for r in records],
             "transaction_ids": [r.transaction_id for r in records],
+            "channel": DUE_CHANNEL,
         },
     )
+
+
+# PublishEvent on PostgreSQL: the event, its delivery (when the partner
+# subscribed the type) and the dispatchers' wake-up in one statement, run in
+# autocommit: one round trip instead of five (BEGIN, insert, subscription
+# read, insert, COMMIT), each of which costs the server a socket write and a
+# backend wake-up. ON CONFLICT DO NOTHING waits for a concurrent insert of
+# the same id to end, so a duplicate is always a committed event.
+_PUBLISH_ONE_PG = """
+WITH ev AS (
+    INSERT INTO notification_events
+        (id, partner_id, event_type, event_id, payload, is_test, create_time)
+    VALUES ($1, $2, $3, $4, $5, false, $6)
+    ON CONFLICT (partner_id, event_id) DO NOTHING
+    RETURNING id
+), dl AS (
+    INSERT INTO notification_deliveries
+        (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+         attempt_count, round_failures, next_attempt_time, last_error, create_time, update_time)
+    SELECT $7, $2, $10, ev.id, s.callback_config_id, $8, $11, 0, 0, $6, NULL, $6, $6
+    FROM ev JOIN notification_subscriptions s ON s.partner_id = $2 AND s.event_type = $3
+    RETURNING callback_config_id
+)
+SELECT (SELECT count(*) FROM ev) AS inserted,
+       (SELECT callback_config_id FROM dl) AS config_id,
+       (SELECT pg_notify($9, '') FROM dl) AS notified
+"""
+
+
+async def publish_one(
+    conn: AsyncConnection, event: EventRecord, delivery_id: str, transaction_id: str
+) -> tuple[bool, str | None]:
+    """PostgreSQL, in autocommit: stores the event unless its id was published
+    before and, when it is new and its type subscribed, queues its delivery
+    (``delivery_id``, ``transaction_id``) and wakes the dispatchers, all in
+    one statement. Returns whether the event was inserted and the
+    configuration its delivery goes to (None: nothing queued)."""
+    result = await conn.exec_driver_sql(
+        _PUBLISH_ONE_PG,
+        (
+            event.id,
+            event.partner_id,
+            event.event_type,
+            event.event_id,
+            event.payload,
+            event.create_time,
+            delivery_id,
+            transaction_id,
+            DUE_CHANNEL,
+            str(DeliveryKind.EVENT),
+            str(DeliveryState.PENDING),
+        ),
+    )
+    row = result.one()
+    return bool(row.inserted), row.config_id
+
+
+async def wake_dispatchers(conn: AsyncConnection) -> None:
+    """Tells the listening dispatchers, on commit, that deliveries are due
+    (PostgreSQL; SQLite dispatchers poll)."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("SELECT pg_notify($1, '')", (DUE_CHANNEL,))
 
 
 def _delivery_select() -> Any:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import String, bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,10 +49,18 @@ EVENT = "EVENT"
 # How far ahead a claim reserves send slots of a rate-limited configuration.
 SLOT_HORIZON = timedelta(milliseconds=500)
 
+# Only for a configuration that still exists: one deleted while an attempt
+# to it was in flight has no health to keep (and its row would break the
+# foreign key, failing the whole batch of outcomes again and again).
 _ENSURE_HEALTH = {
-    name: dialect.insert(endpoint_health).on_conflict_do_nothing(
-        index_elements=["callback_config_id"]
+    name: dialect.insert(endpoint_health)
+    .from_select(
+        ["callback_config_id"],
+        select(bindparam("callback_config_id", type_=String)).where(
+            exists().where(_c.id == bindparam("callback_config_id"))
+        ),
     )
+    .on_conflict_do_nothing(index_elements=["callback_config_id"])
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 _LOCK_HEALTH = (
@@ -249,10 +257,13 @@ class Health:
     next_slot_time: datetime | None
 
 
-async def lock_health(conn: AsyncConnection, config_id: str) -> Health:
-    """The configuration's row, created if missing, row-locked."""
+async def lock_health(conn: AsyncConnection, config_id: str) -> Health | None:
+    """The configuration's row, created if missing, row-locked; None when
+    the configuration no longer exists."""
     await conn.execute(_ENSURE_HEALTH[conn.dialect.name], {"callback_config_id": config_id})
-    row = (await conn.execute(_LOCK_HEALTH, {"config_id": config_id})).one()
+    row = (await conn.execute(_LOCK_HEALTH, {"config_id": config_id})).first()
+    if row is None:
+        return None
     return Health(row.failing_since, row.hold_until, row.next_slot_time)
 
 
@@ -333,7 +344,7 @@ async def admit(
         group = rated[config_id]
         rate = group[0].rate
         assert rate is not None
-        health = await lock_health(conn, config_id)
+        health = await lock_health(conn, config_id) or Health(None, None, None)
         plan = throttling.plan_slots(
             health.next_slot_time, now=now, rate=rate, count=len(group), horizon=SLOT_HORIZON
         )

@@ -71,6 +71,12 @@ async def insert_event(conn: AsyncConnection, record: EventRecord) -> tuple[Even
     return _event(row._mapping), False
 
 
+async def get_event(conn: AsyncConnection, partner_id: str, event_id: str) -> EventRecord | None:
+    """The partner's event published under ``event_id``, if any."""
+    row = (await conn.execute(_GET_EVENT, {"partner_id": partner_id, "event_id": event_id})).first()
+    return _event(row._mapping) if row else None
+
+
 _GET_EVENTS = select(notification_events).where(
     _events.partner_id == bindparam("partner_id"),
     _events.event_id.in_(bindparam("event_ids", expanding=True)),
