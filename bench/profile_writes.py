@@ -86,7 +86,8 @@ def _profiled_serve(env: dict[str, str], raw: Path, log_path: Path) -> subproces
     log = log_path.open("wb")
     return subprocess.Popen(
         [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", "200",
-         "--nonblocking", "-o", str(raw), "--", HOOKKEEPER, "serve"],
+         *os.environ.get("PROFILE_FLAGS", "--nonblocking").split(),
+         "-o", str(raw), "--", HOOKKEEPER, "serve"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
     )  # fmt: skip
 

@@ -107,14 +107,14 @@ def _render(runs: dict[int, list[dict[str, Any]]]) -> Section:
         "load generator, so the second worker can only use what the others leave.",
         "",
         "| workers | operation | requests/s | p50 ms | p99 ms | errors | server CPU ms/req "
-        "| client CPU ms/req | ratio to echo |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| client CPU ms/req | PostgreSQL CPU ms/req | ratio to echo |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ratios: dict[tuple[int, str], float] = {}
     for workers, results in runs.items():
         echoes = [r for r in results if r["op"] == "echo"]
         baseline = sum(r["rps"] for r in echoes) / len(echoes)
-        lines.append(f"| {workers} | echo (mean) | {baseline:.0f} | | | | | | 1.00 |")
+        lines.append(f"| {workers} | echo (mean) | {baseline:.0f} | | | | | | | 1.00 |")
         for result in results:
             if result["op"] == "echo":
                 continue
@@ -124,7 +124,7 @@ def _render(runs: dict[int, list[dict[str, Any]]]) -> Section:
                 f"| {workers} | {LABELS[result['op']]} | {result['rps']:.0f} "
                 f"| {result['p50_ms']:.2f} | {result['p99_ms']:.2f} | {result['errors']} "
                 f"| {_fmt(result.get('server_cpu_ms'))} | {_fmt(result.get('client_cpu_ms'))} "
-                f"| {ratio:.2f} |"
+                f"| {_fmt(result.get('db_cpu_ms'))} | {ratio:.2f} |"
             )
     lines.append("")
     for op, label in LABELS.items():

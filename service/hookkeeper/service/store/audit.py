@@ -30,6 +30,16 @@ _COLUMNS = (
     t.c.hash,
 )
 _INSERT = t.insert()
+# PostgreSQL: a batch of seals as one statement (unnest), not one per event.
+_SEAL_PG = text(
+    """
+    UPDATE audit_events AS e SET seq = u.seq, prev_hash = u.prev_hash, hash = u.hash
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:seqs AS bigint[]),
+                CAST(:prev_hashes AS text[]), CAST(:hashes AS text[]))
+         AS u(id, seq, prev_hash, hash)
+    WHERE e.id = u.id
+    """
+)
 _SEAL = (
     update(t)
     .where(t.c.id == bindparam("b_id"))
@@ -71,14 +81,18 @@ async def unsealed(conn: AsyncConnection, limit: int) -> list[Row]:
     return [dict(row._mapping) for row in await conn.execute(query)]
 
 
-async def seal(conn: AsyncConnection, rows: Sequence[Row]) -> None:
-    """Stores the seq and hashes of sealed events."""
-    if rows:
-        params = [
-            {"b_id": r["id"], "b_seq": r["seq"], "b_prev": r["prev_hash"], "b_hash": r["hash"]}
-            for r in rows
-        ]
-        await conn.execute(_SEAL, params)
+async def seal(conn: AsyncConnection, seals: Sequence[tuple[int, int, str, str]]) -> None:
+    """Stores the seq and hashes of sealed events: (id, seq, prev_hash, hash)."""
+    if not seals:
+        return
+    if conn.dialect.name == "postgresql":
+        ids, seqs, prev_hashes, hashes = (list(column) for column in zip(*seals, strict=True))
+        await conn.execute(
+            _SEAL_PG, {"ids": ids, "seqs": seqs, "prev_hashes": prev_hashes, "hashes": hashes}
+        )
+        return
+    params = [{"b_id": i, "b_seq": q, "b_prev": p, "b_hash": h} for i, q, p, h in seals]
+    await conn.execute(_SEAL, params)
 
 
 async def page(

@@ -40,6 +40,10 @@ _KEY = "hookkeeper_write_batch"
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 _DIALECT = postgresql.dialect(paramstyle="pyformat")  # type: ignore[no-untyped-call]
 _compiled: dict[tuple[int, tuple[str, ...]], tuple[UpdateBase, str, dict[str, Any]]] = {}
+# Per shape (statement, parameter names): the SQL as a template for its
+# placeholder numbers, the names in placeholder order, the bound constants.
+# Rendering a part is then a format call, not a regular-expression pass.
+_shapes: dict[tuple[int, tuple[str, ...]], tuple[UpdateBase, str, list[str], dict[str, Any]]] = {}
 
 
 class WriteBatch:
@@ -104,21 +108,34 @@ def _compile(statement: UpdateBase, keys: tuple[str, ...]) -> tuple[str, dict[st
     return sql, bound
 
 
+def _shape(
+    statement: UpdateBase, params: Mapping[str, Any]
+) -> tuple[str, list[str], dict[str, Any]]:
+    """One part's SQL with ``{}`` where its positional number goes, the
+    parameter names in placeholder order, and the constants bound in it."""
+    keys = tuple(sorted(params))
+    cache_key = (id(statement), keys)
+    hit = _shapes.get(cache_key)
+    # The statement is kept in the entry so its id cannot be reused.
+    if hit is not None and hit[0] is statement:
+        return hit[1], hit[2], hit[3]
+    sql, bound = _compile(statement, keys)
+    names = _PLACEHOLDER.findall(sql)
+    template = _PLACEHOLDER.sub("{}", sql.replace("{", "{{").replace("}", "}}"))
+    _shapes[cache_key] = (statement, template, names, bound)
+    return template, names, bound
+
+
 def render(batch: WriteBatch) -> tuple[str, list[Any]]:
     """The one statement of a batch and its positional parameters."""
     values: list[Any] = []
-
-    def numbered(sql: str, params: Mapping[str, Any]) -> str:
-        def place(match: re.Match[str]) -> str:
-            values.append(params[match.group(1)])
-            return f"${len(values)}"
-
-        return _PLACEHOLDER.sub(place, sql)
-
     ctes = []
     for i, (statement, params) in enumerate(batch.parts):
-        sql, bound = _compile(statement, tuple(sorted(params)))
-        ctes.append(f"w{i} AS ({numbered(sql, {**bound, **params})})")
+        template, names, bound = _shape(statement, params)
+        first = len(values) + 1
+        values.extend(params[n] if n in params else bound[n] for n in names)
+        numbers = [f"${n}" for n in range(first, first + len(names))]
+        ctes.append(f"w{i} AS ({template.format(*numbers)})")
     selects = []
     for channel, payload in batch.notices:
         values.extend([channel, payload])
