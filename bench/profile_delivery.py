@@ -69,7 +69,10 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 TARGET = os.environ.get("PROFILE_TARGET", "dispatcher")
 
 
-def _spy(pid: int, raw: Path) -> subprocess.Popen[bytes]:
+def _spy(pid: int, raw: Path) -> subprocess.Popen[bytes] | None:
+    if os.environ.get("PROFILE_OFF"):
+        raw.write_text("")
+        return None  # figures only (py-spy takes CPU from the same machine)
     return subprocess.Popen(
         [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", "200",
          "--nonblocking", "--pid", str(pid), "-o", str(raw)],
@@ -77,7 +80,9 @@ def _spy(pid: int, raw: Path) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def _stop_spy(spy: subprocess.Popen[bytes]) -> None:
+def _stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is None:
+        return
     spy.send_signal(signal.SIGINT)
     spy.wait(30)
 

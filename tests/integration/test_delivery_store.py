@@ -20,8 +20,10 @@ from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
+from hookkeeper.service.domain.delivery_names import DeliveryName
 from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from hookkeeper.service.store import attempts, delivery_queue, gauges
+from hookkeeper.service.store import endpoint_health as endpoint_store
 from hookkeeper.service.store.records import (
     ClaimedDelivery,
 )
@@ -222,3 +224,86 @@ async def test_credentials_sealed_under_a_lost_key_fail_the_attempt_visibly(
         DeliveryKind.CONNECTIVITY_CHECK: DeliveryState.FAILED,
     }
     assert sender.calls == []  # nothing was sent without its credentials
+
+
+async def test_one_statement_claim_and_record_on_postgresql(
+    ctx: AppContext, clock: FakeClock
+) -> None:
+    if ctx.database.is_sqlite:
+        pytest.skip("PostgreSQL's one-statement claim and record")
+    notifications = Notifications(ctx, ScriptedSender([]))
+    config = await _config(ctx, "p8")
+    held = await _config(ctx, "p9")
+    await notifications.subscribe("p8", "GuestReviewSubmitted", config)
+    await notifications.subscribe("p9", "GuestReviewSubmitted", held)
+    for i in range(6):
+        await notifications.publish("p8", "GuestReviewSubmitted", f"e{i}", '{"n":1}')
+    await notifications.publish("p9", "GuestReviewSubmitted", "h", "{}")
+    async with ctx.database.write() as conn:
+        # A Retry-After hold: p9's rows are behind a gate, left to claim_due.
+        held_id = held.rsplit("/", 1)[1]
+        await endpoint_store.lock_health(conn, held_id)
+        await endpoint_store.write_health(
+            conn, held_id, {"hold_until": clock() + timedelta(hours=1)}
+        )
+
+    async def plain(limit: int) -> tuple[list[ClaimedDelivery], int]:
+        async with ctx.database.autocommit() as conn:
+            return await delivery_queue.claim_plain(
+                conn,
+                now=clock(),
+                limit=limit,
+                owner="t",
+                token=str(uuid.uuid4()),
+                lease_margin=timedelta(seconds=1),
+            )
+
+    batches = await asyncio.gather(*[plain(3) for _ in range(5)])
+    claimed = [c for batch, _ in batches for c in batch]
+    # p8's GET and six events, each once; p9's GET and event are gated.
+    assert len({c.delivery.id for c in claimed}) == len(claimed) == 7
+    # Left alone, not leased: every claim that meets them says so.
+    assert await plain(10) == ([], 2)
+    assert all(c.target is not None and c.secrets for c in claimed)
+    assert sorted(c.event.event_id for c in claimed if c.event) == [f"e{i}" for i in range(6)]
+    assert all(c.delivery.attempt_count == 1 for c in claimed)
+    deliverer = Deliverer(ctx, ScriptedSender([]), scale=1.0, owner="t")
+    outcomes = [await deliverer.attempt(c) for c in claimed]
+    assert all(o.attempt.succeeded for o in outcomes)
+    first, late = outcomes[:4], outcomes[4:]
+    async with ctx.database.autocommit() as conn:
+        await attempts.record_batch(
+            conn,
+            [o.attempt for o in first],
+            [
+                attempts.Settled(
+                    o.claimed.lease_token,
+                    o.settlement.state,
+                    o.settlement.round_failures,
+                    o.settlement.next_attempt_time,
+                    o.settlement.last_error,
+                )
+                for o in first
+            ],
+            [held_id],
+            clock(),
+        )
+    clock.advance(timedelta(seconds=7))  # the other leases ran out: claimed again
+    again, _ = await plain(10)
+    assert {c.delivery.id for c in again} == {o.claimed.delivery.id for o in late}
+    async with ctx.database.autocommit() as conn:
+        # The expired leases' outcomes are logged but fenced off the rows.
+        await attempts.record_batch(
+            conn,
+            [o.attempt for o in late],
+            [
+                attempts.Settled(o.claimed.lease_token, DeliveryState.DELIVERED, 0, None, None)
+                for o in late
+            ],
+            [],
+            clock(),
+        )
+        states = await delivery_queue.count_by_state(conn)
+    assert states == {DeliveryState.DELIVERED: 4, DeliveryState.PENDING: 5}
+    logged = await notifications.attempts(DeliveryName("p8", None), "", 50, "")
+    assert len(logged[0]) == 7

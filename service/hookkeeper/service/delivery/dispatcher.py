@@ -28,6 +28,7 @@ from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.delivering import BatchKeys, Deliverer, Outcome
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain import audit
+from hookkeeper.service.domain.deliveries import DeliveryKind
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store import attempts, delivery_queue, gauges
 from hookkeeper.service.store.change_feed import ChangeListener
@@ -412,6 +413,32 @@ class Dispatcher:
 
     async def _write(self, batch: list[Outcome]) -> None:
         now = self._ctx.clock()
+        events = [
+            o
+            for o in batch
+            if o.claimed.target is not None and o.claimed.delivery.kind == DeliveryKind.EVENT
+        ]
+        if not self._ctx.database.is_sqlite and all(o.attempt.succeeded for o in events):
+            # The common case in one statement: nothing for endpoint health
+            # to do but end the failure runs of these configurations.
+            async with self._ctx.database.autocommit() as conn:
+                await attempts.record_batch(
+                    conn,
+                    [o.attempt for o in batch],
+                    [
+                        attempts.Settled(
+                            o.claimed.lease_token,
+                            o.settlement.state,
+                            o.settlement.round_failures,
+                            o.settlement.next_attempt_time,
+                            o.settlement.last_error,
+                        )
+                        for o in batch
+                    ],
+                    list({o.claimed.delivery.callback_config_id for o in events}),
+                    now,
+                )
+            return
         async with self._ctx.database.write() as conn:
             await attempts.insert_attempts(conn, [o.attempt for o in batch])
             await delivery_queue.settle_many(

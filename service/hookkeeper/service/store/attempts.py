@@ -5,12 +5,13 @@ by the caller."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hookkeeper.service.domain.deliveries import AttemptRecord
+from hookkeeper.service.domain.deliveries import AttemptRecord, DeliveryState
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
     notification_deliveries,
@@ -50,6 +51,100 @@ async def insert_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord
             }
             for r in records
         ],
+    )
+
+
+# The outcomes of a dispatcher's batch on PostgreSQL, in one statement run in
+# autocommit (it was BEGIN, an executemany insert, an executemany update, the
+# failure-run read and COMMIT): the attempts logged, the deliveries settled
+# (only while the lease is still theirs and the row PENDING: a dispatcher
+# whose lease ran out, or a cancellation, is fenced off), and the run of
+# failures of the configurations whose attempts all succeeded ended (rows
+# locked in id order, as everywhere). Only for batches in which no delivery of
+# an event failed: a failure goes through endpoint health's transactional
+# path (holds, disabling, notices).
+_RECORD_PG = """
+WITH o AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::int[],
+        $7::int[], $8::bool[], $9::text[], $10::text[], $11::text[], $12::int[],
+        $13::timestamptz[], $14::text[]
+    ) AS o(attempt_id, delivery_id, partner_id, attempt_number, start_time, latency_ms,
+           http_status, succeeded, error, token, state, round_failures, next_attempt_time,
+           last_error)
+), logged AS (
+    INSERT INTO notification_attempts
+        (id, delivery_id, partner_id, attempt_number, start_time, latency_ms, http_status,
+         succeeded, error, dispatcher)
+    SELECT attempt_id, delivery_id, partner_id, attempt_number, start_time, latency_ms,
+           http_status, succeeded, error, $15
+    FROM o
+), settled AS (
+    UPDATE notification_deliveries d
+    SET state = o.state, round_failures = o.round_failures,
+        next_attempt_time = o.next_attempt_time, lease_owner = NULL, lease_token = NULL,
+        lease_expire_time = NULL, last_error = o.last_error, update_time = $16
+    FROM o
+    WHERE d.id = o.delivery_id AND d.lease_token = o.token AND d.state = $17
+), recovered AS (
+    UPDATE endpoint_health SET failing_since = NULL
+    WHERE callback_config_id IN (
+        SELECT callback_config_id FROM endpoint_health
+        WHERE callback_config_id = ANY($18::text[]) AND failing_since IS NOT NULL
+        ORDER BY callback_config_id
+        FOR UPDATE
+    )
+)
+SELECT 1
+"""
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What an attempt makes of its delivery's row (see delivery_queue.settle_many)."""
+
+    lease_token: str
+    state: str
+    round_failures: int
+    next_attempt_time: datetime | None
+    last_error: str | None
+
+
+async def record_batch(
+    conn: AsyncConnection,
+    records: Sequence[AttemptRecord],
+    settled: Sequence[Settled],
+    recovered_configs: Sequence[str],
+    now: datetime,
+) -> None:
+    """PostgreSQL, in autocommit: logs the attempts, settles their deliveries
+    (``settled[i]`` is ``records[i]``'s) and ends the run of failures of
+    ``recovered_configs``, in one statement. The dispatcher of the batch is
+    the first record's."""
+    if not records:
+        return
+    await conn.exec_driver_sql(
+        _RECORD_PG,
+        (
+            [r.id for r in records],
+            [r.delivery_id for r in records],
+            [r.partner_id for r in records],
+            [r.attempt_number for r in records],
+            [r.start_time for r in records],
+            [r.latency_ms for r in records],
+            [r.http_status for r in records],
+            [r.succeeded for r in records],
+            [r.error for r in records],
+            [s.lease_token for s in settled],
+            [s.state for s in settled],
+            [s.round_failures for s in settled],
+            [s.next_attempt_time for s in settled],
+            [s.last_error for s in settled],
+            records[0].dispatcher,
+            now,
+            str(DeliveryState.PENDING),
+            sorted(recovered_configs),
+        ),
     )
 
 
