@@ -15,8 +15,11 @@ Phases:
    (BatchPublishEvents, 100 per call) while the dispatcher runs: deliveries per second
    from the first publish to the last 2xx, and publish→2xx latency per
    delivery from the database (attempt end minus delivery creation);
-3. half the highest rate: PublishEvent paced at half the end-to-end rate
-   for five seconds: latency p50/p99;
+3. half the highest rate: events published as in phase 2
+   (BatchPublishEvents), one call every 10 ms with the events due by then,
+   at half the end-to-end rate for five seconds: latency p50/p99 (one
+   PublishEvent per event could not keep half that rate on this machine:
+   the phase measured an overloaded server, not delivery);
 4. fairness: nine fast configurations alone, then beside a tenth whose
    endpoint (another receiver process: another host) answers only once its
    1 s timeout has run out.
@@ -200,6 +203,43 @@ async def _paced_publish(
         calls.append(
             asyncio.ensure_future(
                 cast(Awaitable[Any], stub.PublishEvent(request, metadata=METADATA))
+            )
+        )
+    await asyncio.gather(*calls)
+
+
+async def _paced_batches(
+    stub: nt_grpc.NotificationServiceAsyncStub, prefix: str, rate: float, count: int
+) -> None:
+    """BatchPublishEvents at a steady ``rate``: every 10 ms, one call with the
+    events due by then (the e2e phase's way of publishing, at a steady pace)."""
+    began = time.perf_counter()
+    calls = []
+    sent = 0
+    tick = 0
+    while sent < count:
+        tick += 1
+        delay = began + tick * 0.01 - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due = min(count, int((time.perf_counter() - began) * rate))
+        if due <= sent:
+            continue
+        request = nt.BatchPublishEventsRequest(
+            parent=PARTNER,
+            requests=[
+                nt.PublishEventRequest(
+                    event_type="GuestReviewSubmitted",
+                    event_id=f"{prefix}-{i}",
+                    payload_json=PAYLOAD,
+                )
+                for i in range(sent, due)
+            ],
+        )
+        sent = due
+        calls.append(
+            asyncio.ensure_future(
+                cast(Awaitable[Any], stub.BatchPublishEvents(request, metadata=METADATA))
             )
         )
     await asyncio.gather(*calls)
@@ -395,11 +435,12 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
             out["e2e_rate"] = E2E_DELIVERIES / (finished - began)
             out["e2e_latency"] = await _latencies(db_url, "e2e")
 
-            # 3. Half the highest rate, one PublishEvent per event, paced.
+            # 3. Half the highest rate, published as in phase 2 (BatchPublishEvents),
+            # paced: one call every 10 ms with the events due by then.
             await session.post(f"{base}/reset")
             out["light_rate"] = light_rate = max(10.0, out["e2e_rate"] / 2)
-            light = max(100, min(5000, int(light_rate * LIGHT_SECONDS)))
-            await _paced_publish(stub, "light", light_rate, light)
+            light = max(100, min(10000, int(light_rate * LIGHT_SECONDS)))
+            await _paced_batches(stub, "light", light_rate, light)
             await _wait_for(session, base, light)
             out["light_latency"] = await _latencies(db_url, "light")
 
@@ -457,8 +498,8 @@ def _render(r: dict[str, Any]) -> Section:
         f"| drain rate / bare POST rate | {r['drain_rate'] / bare:.2f} |",
         f"| publish→2xx latency at full load, p50 / p99 (ms) | {_pct(e2e, 0.5):.0f} / "
         f"{_pct(e2e, 0.99):.0f} |",
-        f"| publish→2xx latency at half that rate ({r['light_rate']:.0f} PublishEvent/s), "
-        "p50 / p99 (ms) | "
+        f"| publish→2xx latency at half that rate ({r['light_rate']:.0f} events/s, "
+        "BatchPublishEvents every 10 ms), p50 / p99 (ms) | "
         f"{_pct(light, 0.5):.1f} / {_pct(light, 0.99):.1f} |",
         f"| dispatcher RSS after a tenth / half / all of the drain, and peak (MiB) | "
         f"{r['rss_after_tenth_mib']:.1f} / {r['rss_half_mib']:.1f} / {r['rss_end_mib']:.1f} / "

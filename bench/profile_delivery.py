@@ -9,8 +9,9 @@ PHASE is one of:
 - ``single``: serve under ``py-spy`` while PublishEvent (64 callers)
   publishes up to 5,000 events;
 - ``light``: the dispatcher runs (under ``py-spy``; serve with
-  PROFILE_TARGET=serve) while PublishEvent is paced at BENCH_RATE events/s
-  for BENCH_SECONDS: publish→2xx p50/p90/p99.
+  PROFILE_TARGET=serve) while events are published at BENCH_RATE events/s
+  for BENCH_SECONDS (BatchPublishEvents every 10 ms as in ``bench.delivery``;
+  one PublishEvent each with BENCH_SINGLE=1): publish→2xx p50/p90/p99.
 
 Prints the rate, the profiled process's CPU per event and the summary of
 ``bench.profile_writes.summarise`` (share by layer, functions by own
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import grpc
 
 from bench.delivery import (
@@ -40,6 +42,7 @@ from bench.delivery import (
     _batch_publish,
     _cpu_seconds,
     _latencies,
+    _paced_batches,
     _paced_publish,
     _pct,
     _publish,
@@ -67,6 +70,31 @@ RATE = float(os.environ.get("BENCH_RATE", "700"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 # Which process py-spy watches in the light phase: dispatcher or serve.
 TARGET = os.environ.get("PROFILE_TARGET", "dispatcher")
+
+
+async def _breakdown(db_url: str, prefix: str) -> str:
+    """Where publish→2xx went: until the attempt started, and the request."""
+    conn = await asyncpg.connect(db_url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT EXTRACT(EPOCH FROM (a.start_time - d.create_time)) * 1000 AS waited,
+                   a.latency_ms AS sent
+            FROM notification_attempts a
+            JOIN notification_deliveries d ON d.id = a.delivery_id
+            JOIN notification_events e ON e.id = d.event_pk
+            WHERE a.succeeded AND e.event_id LIKE $1
+            """,
+            prefix + "-%",
+        )
+    finally:
+        await conn.close()
+    waited = sorted(float(r["waited"]) for r in rows)
+    sent = sorted(float(r["sent"]) for r in rows)
+    return (
+        f"until the attempt started p50/p99 {_pct(waited, 0.5):.1f} / {_pct(waited, 0.99):.1f} ms;"
+        f" the request p50/p99 {_pct(sent, 0.5):.1f} / {_pct(sent, 0.99):.1f} ms"
+    )
 
 
 def _spy(pid: int, raw: Path) -> subprocess.Popen[bytes] | None:
@@ -146,9 +174,11 @@ async def _run(phase: str, tmp: Path, db_url: str) -> None:
                 rate = DELIVERIES / done
                 label = "drain"
             else:
-                await _paced_publish(stub, "light", RATE, int(RATE * SECONDS))
+                pace = _paced_publish if os.environ.get("BENCH_SINGLE") else _paced_batches
+                await pace(stub, "light", RATE, int(RATE * SECONDS))
                 await _wait_for(session, base, int(RATE * SECONDS))
                 lat = await _latencies(db_url, "light")
+                print(await _breakdown(db_url, "light"))
                 rate = RATE
                 label = (
                     f"light: p50 {_pct(lat, 0.5):.1f} ms, p90 {_pct(lat, 0.9):.1f}, "

@@ -6,7 +6,6 @@ SendTestNotification, so a test send is exactly a real send.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +22,7 @@ from hookkeeper.service.domain.deliveries import (
 )
 from hookkeeper.service.domain.endpoint_health import GONE_STATUS
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from hookkeeper.service.domain.ids import uuid4_strings
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 
@@ -125,6 +125,8 @@ class Deliverer:
         self._secrets = SecretRotation(ctx)
         self._scale = scale
         self.owner = owner
+        # Attempt ids drawn in bulk (domain/ids.py): one os.urandom per 256.
+        self._ids: list[str] = []
 
     async def _send(
         self, claimed: ClaimedDelivery, target: TargetRecord, keys: BatchKeys | None
@@ -212,8 +214,10 @@ class Deliverer:
             answer = Answer(0, 0, "the callback configuration no longer exists")
         else:
             answer = await self._send(claimed, claimed.target, keys)
+        if not self._ids:
+            self._ids = uuid4_strings(256)
         attempt = AttemptRecord(
-            id=str(uuid.uuid4()),
+            id=self._ids.pop(),
             delivery_id=claimed.delivery.id,
             partner_id=claimed.delivery.partner_id,
             attempt_number=claimed.delivery.attempt_count,
