@@ -160,3 +160,41 @@ async def test_concurrent_appends_keep_one_gapless_chain(
     async with app_context.database.read() as conn:
         seqs = (await conn.execute(text("SELECT seq FROM audit_events ORDER BY seq"))).all()
     assert [s for (s,) in seqs] == list(range(1, 13))
+
+
+class _StopDuringFirstSeal(AuditTrail):
+    """An audit trail whose first sealing round sees the stop arrive midway,
+    as SIGTERM can at any moment of a round."""
+
+    def __init__(self, ctx: AppContext, stop: asyncio.Event) -> None:
+        super().__init__(ctx)
+        self._stop = stop
+        self.rounds = 0
+
+    async def seal_pending(self) -> int:
+        self.rounds += 1
+        if self.rounds == 1:
+            self._stop.set()
+        return await super().seal_pending()
+
+
+async def test_a_stop_during_a_round_still_writes_every_counted_signature(
+    app_context: AppContext, clock: FakeClock
+) -> None:
+    configs, rotation = CallbackConfigs(app_context), SecretRotation(app_context)
+    with caller.acting_as(GATEWAY):
+        created = await configs.create("acme", FIELDS)
+        for _ in range(2):
+            await rotation.sign(created.config.name, b"{}", None)
+    stop = asyncio.Event()
+    trail = _StopDuringFirstSeal(app_context, stop)
+    # The first round (no stop yet) seals the create but keeps the counts of
+    # this unfinished minute; the stop arrives during it.
+    await asyncio.wait_for(trail.run(stop), timeout=30)
+    assert trail.rounds == 2  # one more round after the stop was seen
+    events, _ = await trail.list_page(GATEWAY, "acme", "", 0, "")
+    assert [(e.action, e.count) for e in events] == [
+        (audit.SECRET_SIGN, 2),
+        (audit.CONFIG_CREATE, 1),
+    ]
+    assert all(e.seq is not None for e in events)

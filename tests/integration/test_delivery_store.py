@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -24,6 +25,7 @@ from hookkeeper.service.domain.delivery_names import DeliveryName
 from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from hookkeeper.service.store import attempts, delivery_queue, gauges
 from hookkeeper.service.store import endpoint_health as endpoint_store
+from hookkeeper.service.store.database import Database
 from hookkeeper.service.store.records import (
     ClaimedDelivery,
 )
@@ -226,11 +228,21 @@ async def test_credentials_sealed_under_a_lost_key_fail_the_attempt_visibly(
     assert sender.calls == []  # nothing was sent without its credentials
 
 
+@pytest.fixture
+async def pg_ctx(
+    postgres_url: str, keyring: Keyring, clock: FakeClock
+) -> AsyncIterator[AppContext]:
+    """``ctx`` on PostgreSQL only (no SQLite variant to skip: the
+    one-statement paths exist only there)."""
+    database = Database(postgres_url, pool_size=5)
+    yield AppContext(database, keyring, Policy(allow_insecure_callbacks=True), clock)
+    await database.close()
+
+
 async def test_one_statement_claim_and_record_on_postgresql(
-    ctx: AppContext, clock: FakeClock
+    pg_ctx: AppContext, clock: FakeClock
 ) -> None:
-    if ctx.database.is_sqlite:
-        pytest.skip("PostgreSQL's one-statement claim and record")
+    ctx = pg_ctx
     notifications = Notifications(ctx, ScriptedSender([]))
     config = await _config(ctx, "p8")
     held = await _config(ctx, "p9")

@@ -132,12 +132,15 @@ class AuditTrail:
         per run of failures."""
         flushed = time.monotonic()
         failing = False
-        while not stop.is_set():
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SEAL_SECONDS)
+            # Read once: a stop that arrives during this round's writes must
+            # still get a last round that writes every count (it loops once more).
+            stopping = stop.is_set()
             try:
-                if stop.is_set() or time.monotonic() - flushed >= FLUSH_SECONDS:
-                    await self.flush_signs(everything=stop.is_set())
+                if stopping or time.monotonic() - flushed >= FLUSH_SECONDS:
+                    await self.flush_signs(everything=stopping)
                     flushed = time.monotonic()
                 await self.seal_pending()
                 failing = False
@@ -147,6 +150,8 @@ class AuditTrail:
                 if not failing:
                     _log.exception("could not seal the audit trail or write counted signatures")
                 failing = True
+            if stopping:
+                return
 
     async def list_page(
         self,
