@@ -240,16 +240,15 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
             ],
         )
         stamps, names = _Stamps(), _Names()
-        return pb.BatchPublishEventsResponse(
-            responses=[
-                pb.PublishEventResponse(
-                    event=event_message(p.event, stamps),
-                    deliveries=[delivery_message(d, stamps, names) for d in p.deliveries],
-                    duplicate=p.duplicate,
-                )
-                for p in published
-            ]
-        )
+        # Built in place: passing each answer (and its event) to a parent's
+        # constructor deep-copies it, a third of the answer's cost.
+        answer = pb.BatchPublishEventsResponse()
+        add = answer.responses.add
+        for p in published:
+            entry = add(duplicate=p.duplicate)
+            entry.event.CopyFrom(event_message(p.event, stamps))
+            entry.deliveries.extend([delivery_message(d, stamps, names) for d in p.deliveries])
+        return answer
 
     async def SendTestNotification(
         self, request: pb.SendTestNotificationRequest, context: Context

@@ -14,7 +14,7 @@ import os
 
 # The variant bits of byte 8 are 10xx: the first hex digit of the fourth
 # group is one of 8, 9, a, b (its two low bits kept from the random nibble).
-_VARIANT = "89ab"
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def uuid4_strings(count: int) -> list[str]:
@@ -23,8 +23,7 @@ def uuid4_strings(count: int) -> list[str]:
     ids = []
     for start in range(0, 32 * count, 32):
         h = raw[start : start + 32]
-        variant = _VARIANT[int(h[16], 16) & 3]
-        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}")
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
     return ids
 
 
