@@ -174,7 +174,17 @@ async def test_rpc_latency_and_codes_are_measured(
         )
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.GetCallbackConfig(cc.GetCallbackConfigRequest(name="partners/acme/x"))
-    points = captured.metric_points()["rpc.server.duration"]
+    # The server records a call after its status has gone out, so the client
+    # can hear of the refusal before the server has counted it: wait for the
+    # two Get calls' points (bounded) rather than read a moment too soon.
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        points = captured.metric_points()["rpc.server.duration"]
+        if sum(count for a, count in points if a["rpc.method"] == "GetCallbackConfig") >= 2:
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            break  # the assertions below say what is missing
+        await asyncio.sleep(0.02)
     seen = {(a["rpc.method"], a["rpc.grpc.status_code"]): count for a, count in points}
     assert seen[("CreateCallbackConfig", grpc.StatusCode.OK.value[0])] == 1
     codes = {code for (method, code) in seen if method == "GetCallbackConfig"}
