@@ -184,6 +184,42 @@ async def _batch_publish(
     return count / (time.perf_counter() - started)
 
 
+async def _batch_publish_rate(channel: grpc.aio.Channel, prefix: str, count: int) -> float:
+    """BatchPublishEvents' acceptance rate: ``count`` events, BATCH a call,
+    BATCH_CALLERS at once; events/s. The requests are serialized before the
+    clock starts and the answers kept as bytes (as the gRPC API benchmark
+    does): a publisher builds its events on its own machine, and here the
+    load generator's protobuf work would be CPU taken from the server."""
+    method = "/" + nt.DESCRIPTOR.services_by_name["NotificationService"].full_name
+    call = channel.unary_unary(
+        f"{method}/BatchPublishEvents", request_serializer=None, response_deserializer=None
+    )
+    bodies = iter(
+        [
+            nt.BatchPublishEventsRequest(
+                parent=PARTNER,
+                requests=[
+                    nt.PublishEventRequest(
+                        event_type="GuestReviewSubmitted",
+                        event_id=f"{prefix}-{i}",
+                        payload_json=PAYLOAD,
+                    )
+                    for i in range(first, min(count, first + BATCH))
+                ],
+            ).SerializeToString()
+            for first in range(0, count, BATCH)
+        ]
+    )
+
+    async def worker() -> None:
+        for body in bodies:
+            await call(body, metadata=METADATA)
+
+    started = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(BATCH_CALLERS)])
+    return count / (time.perf_counter() - started)
+
+
 async def _paced_publish(
     stub: nt_grpc.NotificationServiceStub, prefix: str, rate: float, count: int
 ) -> None:
@@ -398,8 +434,8 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
             # fill the queue for the drain.
             singles = min(SINGLE_PUBLISHES, DELIVERIES // 2)
             out["publish_rate"] = await _publish(stub, "drain", singles)
-            out["batch_publish_rate"] = await _batch_publish(
-                stub, PARTNER, "drain-batch", DELIVERIES - singles
+            out["batch_publish_rate"] = await _batch_publish_rate(
+                channel, "drain-batch", DELIVERIES - singles
             )
 
             # 1. Drain a pre-filled queue; sample the dispatcher's memory.
@@ -487,7 +523,8 @@ def _render(r: dict[str, Any]) -> Section:
         "| --- | ---: |",
         f"| bare POST loop, first / last (req/s) | {r['bare'][0]:.0f} / {r['bare'][1]:.0f} |",
         f"| PublishEvent over gRPC, 64 callers (events/s) | {r['publish_rate']:.0f} |",
-        f"| BatchPublishEvents over gRPC, {BATCH:,} per call, {BATCH_CALLERS} callers "
+        f"| BatchPublishEvents over gRPC, {BATCH:,} per call, {BATCH_CALLERS} callers, "
+        "requests serialized before the clock starts, answers kept as bytes "
         f"(events/s) | {r['batch_publish_rate']:.0f} |",
         f"| drain of {DELIVERIES:,} queued deliveries (deliveries/s) | {r['drain_rate']:.0f} |",
         f"| end to end, publishing ({E2E_BATCH} per BatchPublishEvents) while delivering, "
