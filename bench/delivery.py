@@ -151,6 +151,19 @@ async def _publish(stub: nt_grpc.NotificationServiceStub, prefix: str, count: in
     return count / (time.perf_counter() - started)
 
 
+def _batch_request(parent: str, prefix: str, numbers: range) -> nt.BatchPublishEventsRequest:
+    """One BatchPublishEvents request: events ``{prefix}-{n}`` for ``numbers``."""
+    return nt.BatchPublishEventsRequest(
+        parent=parent,
+        requests=[
+            nt.PublishEventRequest(
+                event_type="GuestReviewSubmitted", event_id=f"{prefix}-{i}", payload_json=PAYLOAD
+            )
+            for i in numbers
+        ],
+    )
+
+
 async def _batch_publish(
     stub: nt_grpc.NotificationServiceAsyncStub,
     parent: str,
@@ -166,17 +179,7 @@ async def _batch_publish(
 
     async def worker() -> None:
         for first in firsts:
-            request = nt.BatchPublishEventsRequest(
-                parent=parent,
-                requests=[
-                    nt.PublishEventRequest(
-                        event_type="GuestReviewSubmitted",
-                        event_id=f"{prefix}-{i}",
-                        payload_json=PAYLOAD,
-                    )
-                    for i in range(first, min(count, first + size))
-                ],
-            )
+            request = _batch_request(parent, prefix, range(first, min(count, first + size)))
             await cast(Awaitable[Any], stub.BatchPublishEvents(request, metadata=METADATA))
 
     started = time.perf_counter()
@@ -196,16 +199,8 @@ async def _batch_publish_rate(channel: grpc.aio.Channel, prefix: str, count: int
     )
     bodies = iter(
         [
-            nt.BatchPublishEventsRequest(
-                parent=PARTNER,
-                requests=[
-                    nt.PublishEventRequest(
-                        event_type="GuestReviewSubmitted",
-                        event_id=f"{prefix}-{i}",
-                        payload_json=PAYLOAD,
-                    )
-                    for i in range(first, min(count, first + BATCH))
-                ],
+            _batch_request(
+                PARTNER, prefix, range(first, min(count, first + BATCH))
             ).SerializeToString()
             for first in range(0, count, BATCH)
         ]
@@ -261,17 +256,7 @@ async def _paced_batches(
         due = min(count, int((time.perf_counter() - began) * rate))
         if due <= sent:
             continue
-        request = nt.BatchPublishEventsRequest(
-            parent=PARTNER,
-            requests=[
-                nt.PublishEventRequest(
-                    event_type="GuestReviewSubmitted",
-                    event_id=f"{prefix}-{i}",
-                    payload_json=PAYLOAD,
-                )
-                for i in range(sent, due)
-            ],
-        )
+        request = _batch_request(PARTNER, prefix, range(sent, due))
         sent = due
         calls.append(
             asyncio.ensure_future(
