@@ -355,16 +355,13 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
-    receiver_port = free_port()
-    base = f"http://127.0.0.1:{receiver_port}"
-    receiver = await asyncio.to_thread(_start_receiver, receiver_port)
-    # The hanging endpoint is another host (port) than the fast receiver's.
-    hang_port = free_port()
-    hanging = await asyncio.to_thread(_start_receiver, hang_port)
-    api_address = f"127.0.0.1:{free_port()}"
+async def serve_env(
+    db_url: str, tmp: Path, api_address: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of this benchmark's ``serve`` and ``dispatcher``
+    processes (fresh master keys; ``extra`` last, so it wins)."""
     keys = (await asyncio.to_thread(run_cli, ["keys", "generate"], base_env({}))).strip()
-    env = base_env(
+    return base_env(
         {
             "HOOKKEEPER_DATABASE_URL": db_url,
             "HOOKKEEPER_VAR_DIR": str(tmp / "var"),
@@ -380,8 +377,20 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
             # test runs may share this PostgreSQL server's 100 connections.
             "HOOKKEEPER_DB_POOL_SIZE": "10",
             "HOOKKEEPER_LOG_FORMAT": "text",
+            **(extra or {}),
         }
     )
+
+
+async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
+    receiver_port = free_port()
+    base = f"http://127.0.0.1:{receiver_port}"
+    receiver = await asyncio.to_thread(_start_receiver, receiver_port)
+    # The hanging endpoint is another host (port) than the fast receiver's.
+    hang_port = free_port()
+    hanging = await asyncio.to_thread(_start_receiver, hang_port)
+    api_address = f"127.0.0.1:{free_port()}"
+    env = await serve_env(db_url, tmp, api_address)
     await asyncio.to_thread(run_cli, ["migrate"], env)
     processes: list[Process] = [start(["serve"], env, tmp / "serve.log")]
     out: dict[str, Any] = {}

@@ -36,9 +36,7 @@ import asyncpg
 import grpc
 
 from bench.delivery import (
-    CONCURRENCY,
     PARTNER,
-    TOKEN,
     _batch_publish,
     _cpu_seconds,
     _latencies,
@@ -49,6 +47,7 @@ from bench.delivery import (
     _start_receiver,
     _subscribed,
     _wait_for,
+    serve_env,
 )
 from bench.grpc_api import _create_database
 from bench.profile_writes import summarise
@@ -58,7 +57,6 @@ from tests.support.postgres import drop_database
 from tests.support.processes import (
     BIN,
     Process,
-    base_env,
     free_port,
     run_cli,
     start,
@@ -120,24 +118,9 @@ async def _run(phase: str, tmp: Path, db_url: str) -> None:
     base = f"http://127.0.0.1:{port}"
     receiver = await asyncio.to_thread(_start_receiver, port)
     api = f"127.0.0.1:{free_port()}"
-    keys = (await asyncio.to_thread(run_cli, ["keys", "generate"], base_env({}))).strip()
-    env = base_env(
-        {
-            "HOOKKEEPER_DATABASE_URL": db_url,
-            "HOOKKEEPER_VAR_DIR": str(tmp / "var"),
-            "HOOKKEEPER_MASTER_KEYS": keys,
-            "HOOKKEEPER_SERVICE_TOKENS": f"bench={TOKEN}",
-            "HOOKKEEPER_GRPC_LISTEN": api,
-            "HOOKKEEPER_ALLOW_INSECURE_CALLBACKS": "true",
-            "HOOKKEEPER_DISPATCHER_ENABLED": "false",
-            "HOOKKEEPER_DISPATCHER_CONCURRENCY": str(CONCURRENCY),
-            "HOOKKEEPER_DISPATCHER_BATCH_SIZE": "100",
-            "HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS": "0.05",
-            "HOOKKEEPER_DB_POOL_SIZE": "10",
-            "HOOKKEEPER_LOG_FORMAT": "text",
-            **{k: v for k, v in os.environ.items() if k.startswith("HOOKKEEPER_")},
-        }
-    )
+    # HOOKKEEPER_* of this process pass through (e.g. to profile a setting).
+    passed = {k: v for k, v in os.environ.items() if k.startswith("HOOKKEEPER_")}
+    env = await serve_env(db_url, tmp, api, passed)
     await asyncio.to_thread(run_cli, ["migrate"], env)
     processes: list[Process] = [start(["serve"], env, tmp / "serve.log")]
     raw = Path(os.environ.get("PROFILE_RAW", tmp / "profile.txt"))
@@ -211,5 +194,10 @@ async def main(phase: str) -> None:
         await drop_database(database)
 
 
+PHASES = ("batch", "drain", "single", "light")
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "batch"))
+    chosen = sys.argv[1] if len(sys.argv) > 1 else "batch"
+    if chosen not in PHASES:
+        sys.exit(f"usage: python -m bench.profile_delivery [{'|'.join(PHASES)}]\n{__doc__}")
+    asyncio.run(main(chosen))

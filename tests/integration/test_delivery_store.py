@@ -14,7 +14,7 @@ import pytest
 
 from hookkeeper.service.app.callback_configs import CallbackConfigs
 from hookkeeper.service.app.context import AppContext, Policy
-from hookkeeper.service.app.delivering import Deliverer
+from hookkeeper.service.app.delivering import Deliverer, settled
 from hookkeeper.service.app.notifications import Notifications
 from hookkeeper.service.app.sending import Answer
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
@@ -287,16 +287,7 @@ async def test_one_statement_claim_and_record_on_postgresql(
         await attempts.record_batch(
             conn,
             [o.attempt for o in first],
-            [
-                attempts.Settled(
-                    o.claimed.lease_token,
-                    o.settlement.state,
-                    o.settlement.round_failures,
-                    o.settlement.next_attempt_time,
-                    o.settlement.last_error,
-                )
-                for o in first
-            ],
+            [settled(o) for o in first],
             [held_id],
             clock(),
         )

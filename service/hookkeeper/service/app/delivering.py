@@ -24,6 +24,7 @@ from hookkeeper.service.domain.endpoint_health import GONE_STATUS
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.ids import uuid4_strings
 from hookkeeper.service.domain.names import ConfigName
+from hookkeeper.service.store.attempts import Settled
 from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
 
 
@@ -46,6 +47,14 @@ class Outcome:
     claimed: ClaimedDelivery
     attempt: AttemptRecord
     settlement: Settlement
+
+
+def settled(outcome: Outcome) -> Settled:
+    """What ``outcome`` makes of its delivery's row, fenced by its lease."""
+    s = outcome.settlement
+    return Settled(
+        outcome.claimed.lease_token, s.state, s.round_failures, s.next_attempt_time, s.last_error
+    )
 
 
 def body_of(event: EventRecord) -> bytes:

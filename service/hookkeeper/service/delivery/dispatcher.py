@@ -25,7 +25,7 @@ from hookkeeper.service import telemetry
 from hookkeeper.service.app import audit as trail
 from hookkeeper.service.app import endpoint_health
 from hookkeeper.service.app.context import AppContext
-from hookkeeper.service.app.delivering import BatchKeys, Deliverer, Outcome
+from hookkeeper.service.app.delivering import BatchKeys, Deliverer, Outcome, settled
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.deliveries import DeliveryKind
@@ -425,16 +425,7 @@ class Dispatcher:
                 await attempts.record_batch(
                     conn,
                     [o.attempt for o in batch],
-                    [
-                        attempts.Settled(
-                            o.claimed.lease_token,
-                            o.settlement.state,
-                            o.settlement.round_failures,
-                            o.settlement.next_attempt_time,
-                            o.settlement.last_error,
-                        )
-                        for o in batch
-                    ],
+                    [settled(o) for o in batch],
                     list({o.claimed.delivery.callback_config_id for o in events}),
                     now,
                 )
