@@ -31,6 +31,7 @@ Publishing is measured one event per call (PublishEvent, 64 callers) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -73,6 +74,8 @@ LIGHT_SECONDS = 5.0
 FAIR_EVENTS = int(os.environ.get("BENCH_FAIR_EVENTS", "5000"))
 FAIR_CONFIGS = 10  # one of them (10 %) hangs
 CONCURRENCY = 64
+# `hookkeeper dispatcher --workers N`: processes sharing the queue.
+DISPATCHER_WORKERS = int(os.environ.get("BENCH_DISPATCHER_WORKERS", "1"))
 TOKEN = "b" * 32
 METADATA = (("authorization", f"Bearer {TOKEN}"),)
 PAYLOAD = json.dumps({"reviewId": "r-123456", "rating": 5, "text": "x" * 200})
@@ -83,6 +86,40 @@ def _cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (a supervisor's workers)."""
+    found = [pid]
+    for parent in found:
+        try:
+            tasks = Path(f"/proc/{parent}/task").iterdir()
+            children = [c for t in tasks for c in (t / "children").read_text().split()]
+        except FileNotFoundError:  # ended meanwhile
+            continue
+        found += [int(c) for c in children]
+    return found
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its live descendants (summed over workers)."""
+    total = 0.0
+    for member in _tree(pid):
+        with contextlib.suppress(FileNotFoundError):  # ended meanwhile
+            total += _cpu_seconds(member)
+    return total
+
+
+def _tree_rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) summed over ``pid`` and its live descendants, in KiB."""
+    rss = hwm = 0
+    for member in _tree(pid):
+        try:
+            one, peak = _rss_kib(member)
+        except FileNotFoundError:
+            continue
+        rss, hwm = rss + one, hwm + peak
+    return rss, hwm
 
 
 def _rss_kib(pid: int) -> tuple[int, int]:
@@ -434,20 +471,26 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
 
             # 1. Drain a pre-filled queue; sample the dispatcher's memory.
             await session.post(f"{base}/reset")
-            dispatcher = start(["dispatcher"], env, tmp / "dispatcher.log")
+            dispatcher = start(
+                ["dispatcher", "--workers", str(DISPATCHER_WORKERS)],
+                env,
+                tmp / "dispatcher.log",
+            )
             processes.append(dispatcher)
-            while "started" not in dispatcher.output():  # noqa: ASYNC110 (its log)
+            # Every worker logs its start (to the log it shares with the supervisor).
+            started = " started (concurrency"
+            while dispatcher.output().count(started) < DISPATCHER_WORKERS:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             began = time.perf_counter()
-            cpu_began = _cpu_seconds(dispatcher.popen.pid)
+            cpu_began = _tree_cpu_seconds(dispatcher.popen.pid)
             samples: list[tuple[int, int]] = []
             while (done := await _count(session, base)) < DELIVERIES:
-                samples.append((done, _rss_kib(dispatcher.popen.pid)[0]))
+                samples.append((done, _tree_rss_kib(dispatcher.popen.pid)[0]))
                 await asyncio.sleep(0.25)
             out["drain_rate"] = DELIVERIES / (time.perf_counter() - began)
-            cpu_used = _cpu_seconds(dispatcher.popen.pid) - cpu_began
+            cpu_used = _tree_cpu_seconds(dispatcher.popen.pid) - cpu_began
             out["cpu_ms_per_delivery"] = cpu_used / DELIVERIES * 1000
-            rss_end, hwm = _rss_kib(dispatcher.popen.pid)
+            rss_end, hwm = _tree_rss_kib(dispatcher.popen.pid)
             early = [rss for done, rss in samples if done >= DELIVERIES // 10] or [rss_end]
             middle = [rss for done, rss in samples if done >= DELIVERIES // 2] or [rss_end]
             out["rss_after_tenth_mib"] = early[0] / 1024
