@@ -261,9 +261,9 @@ async def test_one_statement_claim_and_record_on_postgresql(
         )
 
     async def plain(limit: int) -> tuple[list[ClaimedDelivery], int]:
-        async with ctx.database.autocommit() as conn:
+        async with ctx.database.driver() as pg:
             return await delivery_queue.claim_plain(
-                conn,
+                pg,
                 now=clock(),
                 limit=limit,
                 owner="t",
@@ -284,9 +284,9 @@ async def test_one_statement_claim_and_record_on_postgresql(
     outcomes = [await deliverer.attempt(c) for c in claimed]
     assert all(o.attempt.succeeded for o in outcomes)
     first, late = outcomes[:4], outcomes[4:]
-    async with ctx.database.autocommit() as conn:
+    async with ctx.database.driver() as pg:
         await attempts.record_batch(
-            conn,
+            pg,
             [o.attempt for o in first],
             [settled(o) for o in first],
             [held_id],
@@ -295,10 +295,10 @@ async def test_one_statement_claim_and_record_on_postgresql(
     clock.advance(timedelta(seconds=7))  # the other leases ran out: claimed again
     again, _ = await plain(10)
     assert {c.delivery.id for c in again} == {o.claimed.delivery.id for o in late}
-    async with ctx.database.autocommit() as conn:
+    async with ctx.database.driver() as pg:
         # The expired leases' outcomes are logged but fenced off the rows.
         await attempts.record_batch(
-            conn,
+            pg,
             [o.attempt for o in late],
             [
                 attempts.Settled(o.claimed.lease_token, DeliveryState.DELIVERED, 0, None, None)
@@ -307,6 +307,7 @@ async def test_one_statement_claim_and_record_on_postgresql(
             [],
             clock(),
         )
+    async with ctx.database.read() as conn:
         states = await delivery_queue.count_by_state(conn)
     assert states == {DeliveryState.DELIVERED: 4, DeliveryState.PENDING: 5}
     logged = await notifications.attempts(DeliveryName("p8", None), "", 50, "")
@@ -337,29 +338,25 @@ async def test_the_claim_is_a_heap_only_update_on_postgresql(
             ),
             {"now": clock()},
         )
-    async with pg_ctx.database.write() as conn:
+    async with pg_ctx.database.driver() as pg, pg.transaction():
         claimed, gated = await delivery_queue.claim_plain(
-            conn,
+            pg,
             now=clock(),
             limit=100,
             owner="t",
             token=str(uuid.uuid4()),
             lease_margin=timedelta(seconds=1),
         )
-        updated, hot = (
-            await conn.execute(
-                text(
-                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
-                    "WHERE relname = 'notification_deliveries'"
-                )
-            )
-        ).one()
+        updated, hot = await pg.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+            "WHERE relname = 'notification_deliveries'"
+        )
     assert (len(claimed), gated) == (100, 0)
     assert (updated, hot) == (100, 100)
     # Leased rows keep their due time and stay out of the next claim.
-    async with pg_ctx.database.autocommit() as conn:
+    async with pg_ctx.database.driver() as pg:
         rest, _ = await delivery_queue.claim_plain(
-            conn,
+            pg,
             now=clock(),
             limit=300,
             owner="t",

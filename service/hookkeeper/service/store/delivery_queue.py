@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -623,7 +624,7 @@ ORDER BY due_at
 
 
 async def claim_plain(
-    conn: AsyncConnection,
+    pg: asyncpg.Connection,
     *,
     now: datetime,
     limit: int,
@@ -632,83 +633,83 @@ async def claim_plain(
     lease_margin: timedelta,
     skip_configs: Sequence[str] = (),
 ) -> tuple[list[ClaimedDelivery], int]:
-    """PostgreSQL, in autocommit: ``claim_due`` in one statement for the due
-    deliveries of configurations without a gate. Returns those leased (in due
-    order, with their live secrets) and how many due rows it left to
-    ``claim_due`` because a gate applies to them (a disabled configuration,
-    a Retry-After hold, a per-second cap)."""
-    rows = (
-        await conn.exec_driver_sql(
-            _CLAIM_PG,
-            (
-                now,
-                limit,
-                list(skip_configs),
-                owner,
-                token,
-                str(DeliveryState.PENDING),
-                DISABLED,
-                lease_margin,
-            ),
-        )
-    ).all()
+    """PostgreSQL, on the driver's connection (``Database.driver``; in
+    autocommit unless the caller opened a transaction): ``claim_due`` in one
+    statement for the due deliveries of configurations without a gate.
+    Returns those leased (in due order, with their live secrets) and how many
+    due rows it left to ``claim_due`` because a gate applies to them (a
+    disabled configuration, a Retry-After hold, a per-second cap)."""
+    rows = await pg.fetch(
+        _CLAIM_PG,
+        now,
+        limit,
+        list(skip_configs),
+        owner,
+        token,
+        str(DeliveryState.PENDING),
+        DISABLED,
+        lease_margin,
+    )
     claimed = []
     gated = 0
     secrets: dict[str, tuple[SecretRecord, ...]] = {}
     for row in rows:
-        if row.gated:
+        if row["gated"]:
             gated += 1
             continue
-        if row.s_ids is not None or (row.c_id is not None and row.c_id not in secrets):
-            secrets[row.c_id] = tuple(
-                SecretRecord(secret_id, row.c_id, Sealed(key_id, blob), created, expires, retires)
+        config_id = row["c_id"]
+        s_ids = row["s_ids"]
+        if s_ids is not None or (config_id is not None and config_id not in secrets):
+            secrets[config_id] = tuple(
+                SecretRecord(secret_id, config_id, Sealed(key_id, blob), created, expires, retires)
                 for secret_id, key_id, blob, created, expires, retires in zip(
-                    row.s_ids or (),
-                    row.s_key_ids or (),
-                    row.s_blobs or (),
-                    row.s_creates or (),
-                    row.s_expires or (),
-                    row.s_retires or (),
+                    s_ids or (),
+                    row["s_key_ids"] or (),
+                    row["s_blobs"] or (),
+                    row["s_creates"] or (),
+                    row["s_expires"] or (),
+                    row["s_retires"] or (),
                     strict=True,
                 )
             )
     for row in rows:
-        if row.gated:
+        if row["gated"]:
             continue
         event = None
-        if row.e_id is not None:
+        if row["e_id"] is not None:
             event = EventRecord(
-                row.e_id,
-                row.partner_id,
-                row.e_event_type,
-                row.e_event_id,
-                row.e_payload,
-                bool(row.e_is_test),
-                row.e_create_time,
+                row["e_id"],
+                row["partner_id"],
+                row["e_event_type"],
+                row["e_event_id"],
+                row["e_payload"],
+                bool(row["e_is_test"]),
+                row["e_create_time"],
             )
         target = None
-        if row.c_id is not None:
+        config_id = row["c_id"]
+        if config_id is not None:
             target = TargetRecord(
-                row.c_id,
-                row.c_callback_url,
-                row.c_timeout,
-                Sealed(row.c_key_id, row.c_key_blob),
-                row.c_scheme,
+                config_id,
+                row["c_callback_url"],
+                row["c_timeout"],
+                Sealed(row["c_key_id"], row["c_key_blob"]),
+                row["c_scheme"],
             )
         delivery = DeliveryRecord(
-            id=row.id,
-            partner_id=row.partner_id,
-            kind=row.kind,
-            event_pk=row.event_pk,
-            callback_config_id=row.callback_config_id,
-            transaction_id=row.transaction_id,
-            state=row.state,
-            attempt_count=row.attempt_count,
-            round_failures=row.round_failures,
-            next_attempt_time=row.next_attempt_time,
-            last_error=row.last_error,
-            create_time=row.create_time,
-            update_time=row.update_time,
+            id=row["id"],
+            partner_id=row["partner_id"],
+            kind=row["kind"],
+            event_pk=row["event_pk"],
+            callback_config_id=row["callback_config_id"],
+            transaction_id=row["transaction_id"],
+            state=row["state"],
+            attempt_count=row["attempt_count"],
+            round_failures=row["round_failures"],
+            next_attempt_time=row["next_attempt_time"],
+            last_error=row["last_error"],
+            create_time=row["create_time"],
+            update_time=row["update_time"],
             event_id=event.event_id if event else "",
             event_type=event.event_type if event else "",
         )
@@ -719,7 +720,7 @@ async def claim_plain(
                 event,
                 target,
                 None,
-                secrets[target.config_id] if target is not None else None,
+                secrets[config_id] if target is not None else None,
             )
         )
     return claimed, gated
