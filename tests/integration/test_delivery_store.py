@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
@@ -23,7 +24,7 @@ from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.delivery_names import DeliveryName
-from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from hookkeeper.service.store import attempts, delivery_queue, gauges
 from hookkeeper.service.store import endpoint_health as endpoint_store
 from hookkeeper.service.store.database import Database
@@ -365,3 +366,33 @@ async def test_the_claim_is_a_heap_only_update_on_postgresql(
         )
     assert len(rest) == 200
     assert not {c.delivery.id for c in rest} & {c.delivery.id for c in claimed}
+
+
+async def test_a_driver_connection_lost_under_a_statement_is_an_outage(
+    pg_ctx: AppContext,
+) -> None:
+    """``Database.driver`` (the dispatcher's claim and record): a failure on a
+    connection that died is reported as the database being unreachable (not
+    a bug with a traceback), and that connection is never handed out again."""
+    database = pg_ctx.database
+
+    async def lost() -> None:
+        async with database.driver() as pg:
+            await pg.close()  # as the server going away would leave it
+            raise RuntimeError("another operation is in progress")
+
+    async def refused() -> None:
+        async with database.driver() as pg:
+            await pg.fetch("SELECT * FROM no_such_table")
+
+    with pytest.raises(Unavailable):
+        await lost()
+    assert not database.availability.up
+    async with database.driver() as pg:
+        assert await pg.fetchval("SELECT 1") == 1
+    assert database.availability.up
+    # A statement the server refuses leaves the connection pooled and usable.
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await refused()
+    async with database.driver() as pg:
+        assert await pg.fetchval("SELECT 2") == 2
