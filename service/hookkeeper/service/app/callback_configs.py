@@ -93,8 +93,10 @@ class CallbackConfigs:
             expire_time=expire_time,
             retire_time=None,
         )
-        # A new configuration is in no cache: nothing to announce.
-        async with self._ctx.unit_of_work() as uow:
+        # A new configuration is in no cache: nothing to announce. Its rows
+        # are all new, so the unit of work is blind (no reads, no connection
+        # held) and commits with concurrent creates (store/group_commit.py).
+        async with self._ctx.blind_unit_of_work() as uow:
             if partner_id not in self._known_partners:
                 await uow.configs.ensure_partner(partner_id, now)
             await uow.configs.insert_config(record)

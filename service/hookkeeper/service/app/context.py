@@ -10,7 +10,13 @@ from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.app.token_revocations import TokenRevocations
-from hookkeeper.service.app.unit_of_work import UnitOfWork, UnitOfWorkFactory, sql_unit_of_work
+from hookkeeper.service.app.unit_of_work import (
+    BlindUnitOfWork,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    sql_blind_unit_of_work,
+    sql_unit_of_work,
+)
 from hookkeeper.service.crypto.keyring import Keyring
 from hookkeeper.service.domain.audit import SignTally
 from hookkeeper.service.domain.paging import PageTokens
@@ -65,6 +71,13 @@ class AppContext:
         if self.units_of_work is not None:
             return self.units_of_work()
         return sql_unit_of_work(self.database, self.invalidate)
+
+    def blind_unit_of_work(self) -> AbstractAsyncContextManager[BlindUnitOfWork]:
+        """A unit of work that only inserts new rows, committed with those of
+        concurrent callers (app/unit_of_work.py)."""
+        if self.units_of_work is not None:
+            return self.units_of_work()
+        return sql_blind_unit_of_work(self.database)
 
     def invalidate(self, config_id: str) -> None:
         """Drops a changed configuration from this process's read cache."""

@@ -13,12 +13,11 @@ from datetime import datetime
 
 from hookkeeper.service.domain.deliveries import DeliveryKind
 from hookkeeper.service.store import delivery_queue
+from hookkeeper.service.store.batch import Writer
 from hookkeeper.service.store.database import Connection
 
 
-async def callback_url_set(
-    conn: Connection, partner_id: str, config_id: str, now: datetime
-) -> None:
+async def callback_url_set(conn: Writer, partner_id: str, config_id: str, now: datetime) -> None:
     """Queues the connectivity check of a new or changed callback URL."""
     await delivery_queue.insert_delivery(
         conn,

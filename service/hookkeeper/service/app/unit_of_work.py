@@ -11,6 +11,12 @@ half of it. (The pattern is cosmicpython's ``service_layer/unit_of_work.py``.)
 ``uow.configs`` is the configuration repository bound to the transaction;
 ``uow.conn`` the transaction itself, for the other repositories' functions.
 Tests swap in an in-memory unit of work (``AppContext.units_of_work``).
+
+A *blind* unit of work (``sql_blind_unit_of_work``) only writes new rows:
+it reads nothing and changes no existing row, so it has nothing to announce
+or invalidate, and on PostgreSQL it holds no connection while the use case
+runs; its one statement commits with those of concurrent callers
+(store/group_commit.py). A create is one.
 """
 
 from __future__ import annotations
@@ -22,20 +28,28 @@ from typing import Any, Protocol
 
 from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.store import batch
-from hookkeeper.service.store.callback_configs import ConfigRepository
+from hookkeeper.service.store.batch import QueuedWrites, Writer
+from hookkeeper.service.store.callback_configs import ConfigInserts, ConfigRepository
 from hookkeeper.service.store.change_feed import announce
 from hookkeeper.service.store.database import Connection, Database
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 
 
-class ConfigWrites(Protocol):
-    """What write use cases do to configurations and secrets in a transaction."""
+class ConfigCreates(Protocol):
+    """What a blind unit of work does to configurations: insert new rows."""
 
     async def ensure_partner(self, partner_id: str, now: datetime) -> None:
         """Creates the partner's row unless it exists."""
 
     async def insert_config(self, record: ConfigRecord) -> None:
         """Stores a new configuration."""
+
+    async def insert_secret(self, record: SecretRecord) -> None:
+        """Stores a new secret."""
+
+
+class ConfigWrites(ConfigCreates, Protocol):
+    """What write use cases do to configurations and secrets in a transaction."""
 
     async def get_for_update(self, partner_id: str, config_id: str) -> ConfigRecord | None:
         """The partner's configuration, row-locked; None if absent or not theirs."""
@@ -45,9 +59,6 @@ class ConfigWrites(Protocol):
 
     async def delete_config(self, config_id: str) -> None:
         """Deletes a configuration and its secrets."""
-
-    async def insert_secret(self, record: SecretRecord) -> None:
-        """Stores a new secret."""
 
     async def lock_with_secrets(
         self, partner_id: str, config_id: str
@@ -88,6 +99,18 @@ class UnitOfWork(Protocol):
 UnitOfWorkFactory = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
+class BlindUnitOfWork(Protocol):
+    """A unit of work that only inserts new rows (see the module's text)."""
+
+    @property
+    def configs(self) -> ConfigCreates:
+        """The configuration inserts, bound to this unit of work."""
+
+    @property
+    def conn(self) -> Writer:
+        """Where the other repositories' write functions send their writes."""
+
+
 class SqlUnitOfWork:
     """A unit of work over one ``Database.write()`` transaction."""
 
@@ -124,3 +147,27 @@ async def sql_unit_of_work(
             batch.end(conn)
     for config_id in uow.touched:
         invalidate(config_id)
+
+
+class SqlBlindUnitOfWork:
+    """A blind unit of work's queue of writes (PostgreSQL)."""
+
+    def __init__(self, queued: QueuedWrites) -> None:
+        self.conn = queued
+        self.configs = ConfigInserts(queued)
+
+
+@asynccontextmanager
+async def sql_blind_unit_of_work(database: Database) -> AsyncIterator[BlindUnitOfWork]:
+    """Queues the block's writes and, when it succeeds, commits them as one
+    statement through the group commit; on error nothing was sent. On SQLite,
+    a write transaction like any other."""
+    if database.group_commit is None:
+        async with sql_unit_of_work(database, lambda _id: None) as uow:
+            yield uow
+        return
+    queued = QueuedWrites()
+    yield SqlBlindUnitOfWork(queued)
+    if queued.batch:
+        sql, values = batch.render(queued.batch)
+        await database.group_commit.run(sql, values)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.store import batch
+from hookkeeper.service.store.batch import Writer
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 from hookkeeper.service.store.tables import callback_configs, callback_secrets, partners
 
@@ -111,14 +112,14 @@ def _secret(row: Row[Any]) -> SecretRecord:
     )
 
 
-async def ensure_partner(conn: AsyncConnection, partner_id: str, now: datetime) -> None:
+async def ensure_partner(conn: Writer, partner_id: str, now: datetime) -> None:
     """Creates the partner's notification profile unless it exists (race-free)."""
     await batch.write(
-        conn, _ENSURE_PARTNER[conn.dialect.name], {"id": partner_id, "create_time": now}
+        conn, _ENSURE_PARTNER[batch.dialect_name(conn)], {"id": partner_id, "create_time": now}
     )
 
 
-async def insert_config(conn: AsyncConnection, record: ConfigRecord) -> None:
+async def insert_config(conn: Writer, record: ConfigRecord) -> None:
     """Inserts a configuration row."""
     await batch.write(
         conn,
@@ -185,7 +186,7 @@ async def delete_config(conn: AsyncConnection, config_id: str) -> None:
     await batch.write(conn, _DELETE_CONFIG, {"b_config_id": config_id})
 
 
-async def insert_secret(conn: AsyncConnection, record: SecretRecord) -> None:
+async def insert_secret(conn: Writer, record: SecretRecord) -> None:
     """Inserts a sealed secret."""
     await batch.write(
         conn,
@@ -301,20 +302,33 @@ async def reseal_secret(conn: AsyncConnection, secret_id: str, sealed: Sealed) -
     await batch.write(conn, _RESEAL_SECRET, params)
 
 
-class ConfigRepository:
+class ConfigInserts:
+    """The insert functions above, bound to a writer: a transaction, or a
+    blind unit of work's queue (what it hands its use case as ``uow.configs``)."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    async def ensure_partner(self, partner_id: str, now: datetime) -> None:
+        """See :func:`ensure_partner`."""
+        await ensure_partner(self._writer, partner_id, now)
+
+    async def insert_config(self, record: ConfigRecord) -> None:
+        """See :func:`insert_config`."""
+        await insert_config(self._writer, record)
+
+    async def insert_secret(self, record: SecretRecord) -> None:
+        """See :func:`insert_secret`."""
+        await insert_secret(self._writer, record)
+
+
+class ConfigRepository(ConfigInserts):
     """The write-side functions above, bound to one transaction's connection
     (what a unit of work hands its use case as ``uow.configs``)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
         self._conn = conn
-
-    async def ensure_partner(self, partner_id: str, now: datetime) -> None:
-        """See :func:`ensure_partner`."""
-        await ensure_partner(self._conn, partner_id, now)
-
-    async def insert_config(self, record: ConfigRecord) -> None:
-        """See :func:`insert_config`."""
-        await insert_config(self._conn, record)
 
     async def get_for_update(self, partner_id: str, config_id: str) -> ConfigRecord | None:
         """The partner's configuration, row-locked; None if absent or not theirs."""
@@ -327,10 +341,6 @@ class ConfigRepository:
     async def delete_config(self, config_id: str) -> None:
         """See :func:`delete_config`."""
         await delete_config(self._conn, config_id)
-
-    async def insert_secret(self, record: SecretRecord) -> None:
-        """See :func:`insert_secret`."""
-        await insert_secret(self._conn, record)
 
     async def lock_with_secrets(
         self, partner_id: str, config_id: str

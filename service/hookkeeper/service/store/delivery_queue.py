@@ -29,6 +29,7 @@ from hookkeeper.service.domain.deliveries import (
 )
 from hookkeeper.service.domain.endpoint_health import DISABLED
 from hookkeeper.service.store import batch
+from hookkeeper.service.store.batch import Writer
 from hookkeeper.service.store.callback_configs import live_secrets_of
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
@@ -211,7 +212,7 @@ def new_delivery(
     )
 
 
-async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None:
+async def insert_delivery(conn: Writer, record: DeliveryRecord) -> None:
     """Queues a delivery (in the unit of work's one statement, store/batch.py)."""
     await batch.write(
         conn,
