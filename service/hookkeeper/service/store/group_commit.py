@@ -46,7 +46,7 @@ ConnectionFactory = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 MAX_GROUP = 128
 # Groups in flight at once. One leaves the pool idle while a group commits;
 # more split the queue into smaller groups. Measured in docs/write-path.md.
-MAX_IN_FLIGHT = 2
+MAX_IN_FLIGHT = 1
 
 
 @dataclass
