@@ -14,7 +14,6 @@ from datetime import datetime
 from hookkeeper.service.domain.deliveries import DeliveryKind
 from hookkeeper.service.store import delivery_queue
 from hookkeeper.service.store.batch import Writer
-from hookkeeper.service.store.database import Connection
 
 
 async def callback_url_set(conn: Writer, partner_id: str, config_id: str, now: datetime) -> None:
@@ -31,6 +30,6 @@ async def callback_url_set(conn: Writer, partner_id: str, config_id: str, now: d
     )
 
 
-async def config_deleted(conn: Connection, config_id: str, now: datetime) -> None:
+async def config_deleted(conn: Writer, config_id: str, now: datetime) -> None:
     """Cancels every pending delivery to a configuration being deleted."""
     await delivery_queue.cancel_for_config(conn, config_id, now)

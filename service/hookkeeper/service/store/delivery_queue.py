@@ -398,7 +398,7 @@ _CANCEL_FOR_CONFIG = (
 )
 
 
-async def cancel_for_config(conn: AsyncConnection, config_id: str, now: datetime) -> None:
+async def cancel_for_config(conn: Writer, config_id: str, now: datetime) -> None:
     """Cancels every pending delivery to a configuration (it is being
     deleted); in the unit of work's one statement (store/batch.py)."""
     await batch.write(conn, _CANCEL_FOR_CONFIG, {"b_config_id": config_id, "b_now": now})
