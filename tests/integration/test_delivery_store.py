@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from hookkeeper.service.app.callback_configs import CallbackConfigs
 from hookkeeper.service.app.context import AppContext, Policy
@@ -310,3 +311,60 @@ async def test_one_statement_claim_and_record_on_postgresql(
     assert states == {DeliveryState.DELIVERED: 4, DeliveryState.PENDING: 5}
     logged = await notifications.attempts(DeliveryName("p8", None), "", 50, "")
     assert len(logged[0]) == 7
+
+
+async def test_the_claim_is_a_heap_only_update_on_postgresql(
+    pg_ctx: AppContext, clock: FakeClock
+) -> None:
+    """The lease writes no indexed column and the pages keep room for it, so
+    PostgreSQL updates every claimed row in place (HOT) and adds no entry to
+    any index: what keeps the claim's cost flat as the table grows. Enough
+    rows that full pages (the default fillfactor) would force most claimed
+    rows' new versions onto other pages."""
+    async with pg_ctx.database.write() as conn:
+        await conn.execute(
+            text(
+                """
+                INSERT INTO notification_deliveries
+                    (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+                     attempt_count, round_failures, next_attempt_time, create_time, update_time)
+                SELECT md5(i::text), 'p', 'CONNECTIVITY_CHECK', NULL, 'cfg-' || (i % 7),
+                       md5('t' || i::text), 'PENDING', 0, 0,
+                       CAST(:now AS timestamptz) - (1000 - i) * interval '1 millisecond',
+                       CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+                FROM generate_series(1, 300) AS i
+                """
+            ),
+            {"now": clock()},
+        )
+    async with pg_ctx.database.write() as conn:
+        claimed, gated = await delivery_queue.claim_plain(
+            conn,
+            now=clock(),
+            limit=100,
+            owner="t",
+            token=str(uuid.uuid4()),
+            lease_margin=timedelta(seconds=1),
+        )
+        updated, hot = (
+            await conn.execute(
+                text(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                    "WHERE relname = 'notification_deliveries'"
+                )
+            )
+        ).one()
+    assert (len(claimed), gated) == (100, 0)
+    assert (updated, hot) == (100, 100)
+    # Leased rows keep their due time and stay out of the next claim.
+    async with pg_ctx.database.autocommit() as conn:
+        rest, _ = await delivery_queue.claim_plain(
+            conn,
+            now=clock(),
+            limit=300,
+            owner="t",
+            token=str(uuid.uuid4()),
+            lease_margin=timedelta(seconds=1),
+        )
+    assert len(rest) == 200
+    assert not {c.delivery.id for c in rest} & {c.delivery.id for c in claimed}

@@ -5,8 +5,17 @@ connection of a transaction opened by the caller.
 The queue's claim is ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 concurrent dispatchers never pick the same row; on SQLite the clause is left
 out and the claiming transaction's ``BEGIN IMMEDIATE`` writer lock does the
-same job. A claimed row stays PENDING with ``next_attempt_time`` pushed to the
-end of its lease: if the dispatcher dies, the row simply falls due again.
+same job. A claimed row stays PENDING, keeps its ``next_attempt_time`` and
+gets a lease (``lease_expire_time``, which no index covers): the claim skips a
+row whose lease has not ended, and if the dispatcher dies the row is simply
+claimable again once its lease runs out.
+
+The lease writes only columns no index covers, and the table keeps free room
+on its pages (fillfactor, migration 0006), so on PostgreSQL the claim is a
+HOT update: the new row version goes on the same page and no index gets a
+new entry. Moving ``next_attempt_time`` (indexed) made every index of the
+table take one more entry per claimed row, a cost that grew with the table
+(docs/delivery.md, "The claim on a million").
 """
 
 from __future__ import annotations
@@ -80,6 +89,9 @@ _DUE = (
     .where(
         _deliveries.state == DeliveryState.PENDING,
         _deliveries.next_attempt_time <= bindparam("now"),
+        # Not held: a lease still running (another attempt in flight).
+        _deliveries.lease_expire_time.is_(None)
+        | (_deliveries.lease_expire_time <= bindparam("now")),
         # Configurations whose callback host is at the dispatcher's cap.
         _deliveries.callback_config_id.not_in(bindparam("skip", expanding=True)),
     )
@@ -94,8 +106,9 @@ _LEASE = (
     .values(
         lease_owner=bindparam("owner"),
         lease_token=bindparam("token"),
+        # next_attempt_time is left alone: it is indexed (see the module's
+        # docstring), and the claim's filter on the lease keeps the row away.
         lease_expire_time=_lease_end,
-        next_attempt_time=_lease_end,
         attempt_count=_deliveries.attempt_count + 1,
         update_time=bindparam("now", type_=UTCDateTime),
     )
@@ -158,6 +171,12 @@ def _event(m: Any) -> EventRecord:
 
 
 def _delivery(m: Any) -> DeliveryRecord:
+    next_attempt = m["next_attempt_time"]
+    lease_end = m.get("lease_expire_time")
+    if next_attempt is not None and lease_end is not None and lease_end > next_attempt:
+        # Held by a dispatcher: the next attempt is due when the lease ends
+        # (if this one never reports), which is what the partner is shown.
+        next_attempt = lease_end
     return DeliveryRecord(
         id=m["id"],
         partner_id=m["partner_id"],
@@ -168,7 +187,7 @@ def _delivery(m: Any) -> DeliveryRecord:
         state=m["state"],
         attempt_count=m["attempt_count"],
         round_failures=m["round_failures"],
-        next_attempt_time=m["next_attempt_time"],
+        next_attempt_time=next_attempt,
         last_error=m["last_error"],
         create_time=m["create_time"],
         update_time=m["update_time"],
@@ -434,9 +453,9 @@ async def claim_due(
 ) -> list[ClaimedDelivery]:
     """Leases up to ``limit`` due deliveries to ``owner`` and returns them.
 
-    Each lease lasts the target's request timeout plus ``lease_margin``; the
-    row's ``next_attempt_time`` moves to the lease's end, so a dispatcher that
-    dies mid-flight leaves the row due again once the lease runs out.
+    Each lease lasts the target's request timeout plus ``lease_margin``
+    (``lease_expire_time``); a dispatcher that dies mid-flight leaves the row
+    claimable again once the lease runs out.
 
     Before leasing, ``endpoint_health.admit`` applies the configurations'
     gates: rows of a disabled configuration are paused, rows held by a
@@ -542,16 +561,23 @@ async def claim_due(
 # once and returned with what sending and signing need: event, target, and
 # the live secrets on the first row of each configuration. Rows behind a gate
 # are returned unleased (``gated``) for ``claim_due``'s transactional path.
+# The lease finds its rows by the locked versions' ctid, not by id: no descent
+# of the primary key (a B-tree of the whole table) per row. Should a row have
+# changed between the statement's snapshot and its lock (EvalPlanQual), the
+# ctid is the new version's, which the snapshot does not see: that row is
+# locked but not leased, and simply stays due for the next claim.
 _CLAIM_PG = """
 WITH due AS (
-    SELECT d.id, d.next_attempt_time AS due_at,
+    SELECT d.id, d.ctid AS row_tid, d.next_attempt_time AS due_at,
            (c.state IS DISTINCT FROM $7 AND c.max_deliveries_per_second IS NULL
             AND (h.hold_until IS NULL OR h.hold_until <= $1)) AS plain,
            COALESCE(c.request_timeout_seconds, 0) AS timeout
     FROM notification_deliveries d
     LEFT JOIN callback_configs c ON c.id = d.callback_config_id
     LEFT JOIN endpoint_health h ON h.callback_config_id = d.callback_config_id
-    WHERE d.state = $6 AND d.next_attempt_time <= $1 AND d.callback_config_id <> ALL($3)
+    WHERE d.state = $6 AND d.next_attempt_time <= $1
+      AND (d.lease_expire_time IS NULL OR d.lease_expire_time <= $1)
+      AND d.callback_config_id <> ALL($3)
     ORDER BY d.next_attempt_time
     LIMIT $2
     FOR UPDATE OF d SKIP LOCKED
@@ -559,11 +585,10 @@ WITH due AS (
     UPDATE notification_deliveries d
     SET lease_owner = $4, lease_token = $5,
         lease_expire_time = $1 + make_interval(secs => due.timeout) + $8,
-        next_attempt_time = $1 + make_interval(secs => due.timeout) + $8,
         attempt_count = d.attempt_count + 1,
         update_time = $1
     FROM due
-    WHERE d.id = due.id AND due.plain
+    WHERE d.ctid = due.row_tid AND due.plain
     RETURNING d.*, due.due_at
 ), numbered AS (
     SELECT leased.*, row_number() OVER (PARTITION BY callback_config_id) AS nth FROM leased
