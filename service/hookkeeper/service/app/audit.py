@@ -25,7 +25,7 @@ from hookkeeper.service.domain.audit import AuditEvent, Draft, Problem
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.domain.principals import Principal, like_patterns
 from hookkeeper.service.store import audit as store
-from hookkeeper.service.store.database import Connection
+from hookkeeper.service.store.batch import Writer
 
 _log = logging.getLogger(__name__)
 _VERIFY_BATCH = 1000
@@ -51,7 +51,7 @@ def _row(event: AuditEvent) -> dict[str, object]:
     return {name: getattr(event, name) for name in _STORED}
 
 
-async def _insert(conn: Connection, items: list[tuple[str, datetime, Draft]]) -> None:
+async def _insert(conn: Writer, items: list[tuple[str, datetime, Draft]]) -> None:
     trace_id = _trace_id()
     await store.insert(
         conn,
@@ -59,9 +59,7 @@ async def _insert(conn: Connection, items: list[tuple[str, datetime, Draft]]) ->
     )
 
 
-async def record(
-    ctx: AppContext, conn: Connection, *drafts: Draft, actor: str | None = None
-) -> None:
+async def record(ctx: AppContext, conn: Writer, *drafts: Draft, actor: str | None = None) -> None:
     """Appends events in ``conn``'s transaction, as the current caller (they
     commit or roll back with the change they describe)."""
     name = actor or caller.current().name

@@ -93,8 +93,10 @@ class CallbackConfigs:
             expire_time=expire_time,
             retire_time=None,
         )
-        # A new configuration is in no cache: nothing to announce.
-        async with self._ctx.unit_of_work() as uow:
+        # A new configuration is in no cache: nothing to announce. Its rows
+        # are all new, so the unit of work is blind (no reads, no connection
+        # held) and commits with concurrent creates (store/group_commit.py).
+        async with self._ctx.blind_unit_of_work() as uow:
             if partner_id not in self._known_partners:
                 await uow.configs.ensure_partner(partner_id, now)
             await uow.configs.insert_config(record)
@@ -154,8 +156,8 @@ class CallbackConfigs:
             prefix="callback_config.",
         )
         now = self._ctx.clock()
-        async with self._ctx.unit_of_work() as uow:
-            record = await uow.configs.get_for_update(name.partner_id, name.config_id)
+        async with self._ctx.locked_unit_of_work(name.partner_id, name.config_id) as uow:
+            record = uow.record
             if record is None:
                 raise NotFound(str(name))
             if not mask or "signature_scheme" in mask or mask == ["*"]:
@@ -210,8 +212,8 @@ class CallbackConfigs:
 
     async def delete(self, name: ConfigName) -> None:
         """Deletes the configuration and its secrets; NotFound when absent."""
-        async with self._ctx.unit_of_work() as uow:
-            record = await uow.configs.get_for_update(name.partner_id, name.config_id)
+        async with self._ctx.locked_unit_of_work(name.partner_id, name.config_id) as uow:
+            record = uow.record
             if record is None:
                 raise NotFound(str(name))
             await delivery_hooks.config_deleted(uow.conn, record.id, self._ctx.clock())

@@ -10,11 +10,21 @@ from functools import cached_property
 
 from hookkeeper.service.app.config_cache import ConfigCache
 from hookkeeper.service.app.token_revocations import TokenRevocations
-from hookkeeper.service.app.unit_of_work import UnitOfWork, UnitOfWorkFactory, sql_unit_of_work
+from hookkeeper.service.app.unit_of_work import (
+    BlindUnitOfWork,
+    LockedUnitOfWork,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    locked_in,
+    sql_blind_unit_of_work,
+    sql_locked_unit_of_work,
+    sql_unit_of_work,
+)
 from hookkeeper.service.crypto.keyring import Keyring
 from hookkeeper.service.domain.audit import SignTally
 from hookkeeper.service.domain.paging import PageTokens
 from hookkeeper.service.store.database import Database
+from hookkeeper.service.store.locked_groups import LockedGroups
 
 Clock = Callable[[], datetime]
 
@@ -65,6 +75,32 @@ class AppContext:
         if self.units_of_work is not None:
             return self.units_of_work()
         return sql_unit_of_work(self.database, self.invalidate)
+
+    def blind_unit_of_work(self) -> AbstractAsyncContextManager[BlindUnitOfWork]:
+        """A unit of work that only inserts new rows, committed with those of
+        concurrent callers (app/unit_of_work.py)."""
+        if self.units_of_work is not None:
+            return self.units_of_work()
+        return sql_blind_unit_of_work(self.database)
+
+    @cached_property
+    def locked_groups(self) -> LockedGroups | None:
+        """Where locked units of work meet on PostgreSQL; None on SQLite,
+        where writers queue on the file lock anyway."""
+        return None if self.database.is_sqlite else LockedGroups(self.database.write)
+
+    def locked_unit_of_work(
+        self, partner_id: str, config_id: str, *, with_secrets: bool = False
+    ) -> AbstractAsyncContextManager[LockedUnitOfWork]:
+        """A unit of work that changes one configuration: its row locked and
+        read first (its secrets too with ``with_secrets``), then writes only;
+        on PostgreSQL it shares a transaction with concurrent ones."""
+        groups = None if self.units_of_work is not None else self.locked_groups
+        if groups is None:
+            return locked_in(self.unit_of_work, partner_id, config_id, with_secrets=with_secrets)
+        return sql_locked_unit_of_work(
+            groups, self.invalidate, partner_id, config_id, with_secrets=with_secrets
+        )
 
     def invalidate(self, config_id: str) -> None:
         """Drops a changed configuration from this process's read cache."""

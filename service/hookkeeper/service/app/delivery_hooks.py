@@ -13,12 +13,10 @@ from datetime import datetime
 
 from hookkeeper.service.domain.deliveries import DeliveryKind
 from hookkeeper.service.store import delivery_queue
-from hookkeeper.service.store.database import Connection
+from hookkeeper.service.store.batch import Writer
 
 
-async def callback_url_set(
-    conn: Connection, partner_id: str, config_id: str, now: datetime
-) -> None:
+async def callback_url_set(conn: Writer, partner_id: str, config_id: str, now: datetime) -> None:
     """Queues the connectivity check of a new or changed callback URL."""
     await delivery_queue.insert_delivery(
         conn,
@@ -32,6 +30,6 @@ async def callback_url_set(
     )
 
 
-async def config_deleted(conn: Connection, config_id: str, now: datetime) -> None:
+async def config_deleted(conn: Writer, config_id: str, now: datetime) -> None:
     """Cancels every pending delivery to a configuration being deleted."""
     await delivery_queue.cancel_for_config(conn, config_id, now)

@@ -82,11 +82,11 @@ class SecretRotation:
     async def refresh(self, name: ConfigName, *, keep_existing: bool) -> Refreshed:
         """Issues a new secret under a row lock so concurrent refreshes serialise."""
         config_id = name.config_id
-        async with self._ctx.unit_of_work() as uow:
-            locked = await uow.configs.lock_with_secrets(name.partner_id, config_id)
-            if locked is None:
+        locking = self._ctx.locked_unit_of_work(name.partner_id, config_id, with_secrets=True)
+        async with locking as uow:
+            if uow.record is None:
                 raise NotFound(str(name))
-            scheme, records = locked
+            scheme, records = uow.record.signature_scheme, uow.secrets
             # The clock is read after the lock: a queued refresh plans against
             # the state the previous one left.
             now = self._ctx.clock()
@@ -130,11 +130,11 @@ class SecretRotation:
     async def revoke_previous(self, name: ConfigName) -> Revoked:
         """Ends the overlap now: the previous secret is deleted (it can never
         sign again), under the same row lock as refreshes."""
-        async with self._ctx.unit_of_work() as uow:
-            locked = await uow.configs.lock_with_secrets(name.partner_id, name.config_id)
-            if locked is None:
+        locking = self._ctx.locked_unit_of_work(name.partner_id, name.config_id, with_secrets=True)
+        async with locking as uow:
+            if uow.record is None:
                 raise NotFound(str(name))
-            _, records = locked
+            records = uow.secrets
             now = self._ctx.clock()
             periods = [_period(r) for r in records]
             ended = lifecycle.plan_revoke(periods, now)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.store import batch
 from hookkeeper.service.store.audit_tables import audit_events as t
+from hookkeeper.service.store.batch import QueuedWrites, Writer
 
 # Any constant will do: it names the one lock every sealer takes.
 _SEAL_LOCK = 0x686B61756469  # "hkaudi"
@@ -49,10 +50,13 @@ _SEAL = (
 Row = dict[str, Any]
 
 
-async def insert(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+async def insert(conn: Writer, rows: Sequence[Row]) -> None:
     """Appends unsealed events (dicts keyed by column name, without ``id``);
     one at a time they join the unit of work's queued writes (store/batch.py)."""
-    if len(rows) == 1 and batch.queueing(conn):
+    if isinstance(conn, QueuedWrites):
+        for row in rows:
+            await batch.write(conn, _INSERT, row)
+    elif len(rows) == 1 and batch.queueing(conn):
         await batch.write(conn, _INSERT, rows[0])
     elif rows:
         await conn.execute(_INSERT, list(rows))

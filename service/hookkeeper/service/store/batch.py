@@ -20,6 +20,10 @@ What stays true:
   use case queues at most one change per row;
 - notifications are still sent by the transaction that commits the change.
 
+A *blind* unit of work (one that only writes, such as a create) has no
+connection at all on PostgreSQL: its writes are queued in a ``QueuedWrites``
+and its one statement goes through the group commit (store/group_commit.py).
+
 On SQLite, and outside a unit of work, ``write`` executes at once, as before.
 Statements are compiled once per shape (statement, parameter names) and
 PostgreSQL prepares the combined text once per connection (asyncpg's cache).
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.dml import UpdateBase
@@ -57,6 +61,31 @@ class WriteBatch:
         return bool(self.parts or self.notices)
 
 
+class QueuedWrites:
+    """The writes of a blind unit of work on PostgreSQL, which holds no
+    connection: repositories queue into it as into a connection's batch."""
+
+    def __init__(self) -> None:
+        self.batch = WriteBatch()
+
+
+# Where the write functions of the repositories send their writes: a
+# transaction's connection, or a blind unit of work's queue.
+Writer: TypeAlias = Connection | QueuedWrites
+
+
+def dialect_name(conn: Writer) -> str:
+    """``postgresql`` or ``sqlite``: queues exist on PostgreSQL only."""
+    return "postgresql" if isinstance(conn, QueuedWrites) else conn.dialect.name
+
+
+def _batch_of(conn: Writer) -> WriteBatch | None:
+    if isinstance(conn, QueuedWrites):
+        return conn.batch
+    batch: WriteBatch | None = conn.info.get(_KEY)
+    return batch
+
+
 def begin(conn: Connection) -> None:
     """Starts queueing ``conn``'s writes (PostgreSQL only; a no-op on SQLite)."""
     if conn.dialect.name == "postgresql":
@@ -68,25 +97,26 @@ def end(conn: Connection) -> None:
     conn.info.pop(_KEY, None)
 
 
-def queueing(conn: Connection) -> bool:
+def queueing(conn: Writer) -> bool:
     """Whether ``conn``'s writes are being queued."""
-    return _KEY in conn.info
+    return _batch_of(conn) is not None
 
 
-async def write(conn: Connection, statement: UpdateBase, params: Mapping[str, Any]) -> None:
+async def write(conn: Writer, statement: UpdateBase, params: Mapping[str, Any]) -> None:
     """Executes ``statement`` now, or queues it for the unit of work's flush.
     ``statement`` must be built once (a module constant), not per call."""
-    batch: WriteBatch | None = conn.info.get(_KEY)
+    batch = _batch_of(conn)
     if batch is None:
+        assert not isinstance(conn, QueuedWrites)
         await conn.execute(statement, dict(params))
     else:
         batch.parts.append((statement, dict(params)))
 
 
-async def notify(conn: Connection, channel: str, payload: str) -> bool:
+async def notify(conn: Writer, channel: str, payload: str) -> bool:
     """Queues a NOTIFY for the flush; False when nothing queues (the caller
     sends it itself)."""
-    batch: WriteBatch | None = conn.info.get(_KEY)
+    batch = _batch_of(conn)
     if batch is None:
         return False
     batch.notices.append((channel, payload))

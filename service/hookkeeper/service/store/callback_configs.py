@@ -10,13 +10,26 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Text,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.store import batch
+from hookkeeper.service.store.batch import Writer
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 from hookkeeper.service.store.tables import callback_configs, callback_secrets, partners
 
@@ -111,14 +124,14 @@ def _secret(row: Row[Any]) -> SecretRecord:
     )
 
 
-async def ensure_partner(conn: AsyncConnection, partner_id: str, now: datetime) -> None:
+async def ensure_partner(conn: Writer, partner_id: str, now: datetime) -> None:
     """Creates the partner's notification profile unless it exists (race-free)."""
     await batch.write(
-        conn, _ENSURE_PARTNER[conn.dialect.name], {"id": partner_id, "create_time": now}
+        conn, _ENSURE_PARTNER[batch.dialect_name(conn)], {"id": partner_id, "create_time": now}
     )
 
 
-async def insert_config(conn: AsyncConnection, record: ConfigRecord) -> None:
+async def insert_config(conn: Writer, record: ConfigRecord) -> None:
     """Inserts a configuration row."""
     await batch.write(
         conn,
@@ -168,7 +181,7 @@ async def list_configs(
     return [_config(row) for row in await conn.execute(stmt)]
 
 
-async def update_config(conn: AsyncConnection, config_id: str, values: Mapping[str, Any]) -> None:
+async def update_config(conn: Writer, config_id: str, values: Mapping[str, Any]) -> None:
     """Updates columns of one configuration (``api_key`` given as Sealed)."""
     columns = dict(values)
     sealed = columns.pop("api_key", None)
@@ -179,13 +192,13 @@ async def update_config(conn: AsyncConnection, config_id: str, values: Mapping[s
     await batch.write(conn, _UPDATE_CONFIG, columns)
 
 
-async def delete_config(conn: AsyncConnection, config_id: str) -> None:
+async def delete_config(conn: Writer, config_id: str) -> None:
     """Deletes a configuration and its secrets."""
     await batch.write(conn, _DELETE_SECRETS_OF, {"b_config_id": config_id})
     await batch.write(conn, _DELETE_CONFIG, {"b_config_id": config_id})
 
 
-async def insert_secret(conn: AsyncConnection, record: SecretRecord) -> None:
+async def insert_secret(conn: Writer, record: SecretRecord) -> None:
     """Inserts a sealed secret."""
     await batch.write(
         conn,
@@ -263,13 +276,61 @@ async def lock_with_secrets(
     return str(locked.signature_scheme), await list_secrets(conn, config_id)
 
 
-async def retire_secrets(conn: AsyncConnection, retirements: Mapping[str, datetime]) -> None:
+# A group's rows (store/locked_groups.py), locked in id order: two groups
+# wanting overlapping rows queue instead of deadlocking. Keyed by (id,
+# partner) so a caller naming another partner's configuration locks nothing.
+_KEYS = (
+    func.unnest(
+        bindparam("ids", type_=postgresql.ARRAY(Text)),
+        bindparam("partners", type_=postgresql.ARRAY(Text)),
+    )
+    .table_valued("id", "partner_id")
+    .render_derived(name="k", with_types=False)
+)
+_LOCK_MANY = (
+    select(callback_configs)
+    .join(_KEYS, and_(_configs.id == _KEYS.c.id, _configs.partner_id == _KEYS.c.partner_id))
+    .order_by(_configs.id)
+    .with_for_update(of=callback_configs)
+)
+_SECRETS_OF_MANY = (
+    select(callback_secrets)
+    .where(_secrets.callback_config_id == any_(bindparam("ids", type_=postgresql.ARRAY(Text))))
+    .order_by(_secrets.id)
+)
+
+
+async def lock_many(
+    conn: AsyncConnection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], ConfigRecord]:
+    """Row-locks the configurations named by (partner id, configuration id)
+    in one statement (PostgreSQL); those found, by key."""
+    pairs = list(keys)
+    params = {"ids": [c for _, c in pairs], "partners": [p for p, _ in pairs]}
+    records = [_config(row) for row in await conn.execute(_LOCK_MANY, params)]
+    return {(r.partner_id, r.id): r for r in records}
+
+
+async def secrets_of_many(
+    conn: AsyncConnection, config_ids: Iterable[str]
+) -> dict[str, list[SecretRecord]]:
+    """Every secret of each configuration, in one statement (PostgreSQL). Sent
+    after ``lock_many`` for the reason ``lock_with_secrets`` gives."""
+    found: dict[str, list[SecretRecord]] = {c: [] for c in config_ids}
+    if found:
+        for row in await conn.execute(_SECRETS_OF_MANY, {"ids": list(found)}):
+            record = _secret(row)
+            found[record.callback_config_id].append(record)
+    return found
+
+
+async def retire_secrets(conn: Writer, retirements: Mapping[str, datetime]) -> None:
     """Sets each secret's retire time."""
     for secret_id, when in retirements.items():
         await batch.write(conn, _RETIRE_SECRET, {"b_secret_id": secret_id, "retire_time": when})
 
 
-async def delete_secrets(conn: AsyncConnection, secret_ids: Iterable[str]) -> None:
+async def delete_secrets(conn: Writer, secret_ids: Iterable[str]) -> None:
     """Deletes secrets that can never sign again."""
     for secret_id in secret_ids:
         await batch.write(conn, _DELETE_SECRET, {"b_secret_id": secret_id})
@@ -301,50 +362,61 @@ async def reseal_secret(conn: AsyncConnection, secret_id: str, sealed: Sealed) -
     await batch.write(conn, _RESEAL_SECRET, params)
 
 
-class ConfigRepository:
-    """The write-side functions above, bound to one transaction's connection
-    (what a unit of work hands its use case as ``uow.configs``)."""
+class ConfigWriter:
+    """The write functions above, bound to a writer: a transaction, or a
+    queue of writes with no connection yet (a blind unit of work's, or a
+    locked group member's)."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
 
     async def ensure_partner(self, partner_id: str, now: datetime) -> None:
         """See :func:`ensure_partner`."""
-        await ensure_partner(self._conn, partner_id, now)
+        await ensure_partner(self._writer, partner_id, now)
 
     async def insert_config(self, record: ConfigRecord) -> None:
         """See :func:`insert_config`."""
-        await insert_config(self._conn, record)
+        await insert_config(self._writer, record)
+
+    async def insert_secret(self, record: SecretRecord) -> None:
+        """See :func:`insert_secret`."""
+        await insert_secret(self._writer, record)
+
+    async def update_config(self, config_id: str, values: Mapping[str, Any]) -> None:
+        """See :func:`update_config`."""
+        await update_config(self._writer, config_id, values)
+
+    async def delete_config(self, config_id: str) -> None:
+        """See :func:`delete_config`."""
+        await delete_config(self._writer, config_id)
+
+    async def retire_secrets(self, retirements: Mapping[str, datetime]) -> None:
+        """See :func:`retire_secrets`."""
+        await retire_secrets(self._writer, retirements)
+
+    async def delete_secrets(self, secret_ids: Iterable[str]) -> None:
+        """See :func:`delete_secrets`."""
+        await delete_secrets(self._writer, secret_ids)
+
+
+class ConfigRepository(ConfigWriter):
+    """The write-side functions above, reads included, bound to one
+    transaction's connection (what a unit of work hands its use case as
+    ``uow.configs``)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self._conn = conn
 
     async def get_for_update(self, partner_id: str, config_id: str) -> ConfigRecord | None:
         """The partner's configuration, row-locked; None if absent or not theirs."""
         return await get_config(self._conn, partner_id, config_id, for_update=True)
-
-    async def update_config(self, config_id: str, values: Mapping[str, Any]) -> None:
-        """See :func:`update_config`."""
-        await update_config(self._conn, config_id, values)
-
-    async def delete_config(self, config_id: str) -> None:
-        """See :func:`delete_config`."""
-        await delete_config(self._conn, config_id)
-
-    async def insert_secret(self, record: SecretRecord) -> None:
-        """See :func:`insert_secret`."""
-        await insert_secret(self._conn, record)
 
     async def lock_with_secrets(
         self, partner_id: str, config_id: str
     ) -> tuple[str, list[SecretRecord]] | None:
         """See :func:`lock_with_secrets`."""
         return await lock_with_secrets(self._conn, partner_id, config_id)
-
-    async def retire_secrets(self, retirements: Mapping[str, datetime]) -> None:
-        """See :func:`retire_secrets`."""
-        await retire_secrets(self._conn, retirements)
-
-    async def delete_secrets(self, secret_ids: Iterable[str]) -> None:
-        """See :func:`delete_secrets`."""
-        await delete_secrets(self._conn, secret_ids)
 
     async def sealed_under_other_keys(
         self, primary_key_id: str, limit: int

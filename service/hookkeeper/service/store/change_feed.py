@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.store import batch
+from hookkeeper.service.store.batch import QueuedWrites, Writer
 
 CHANNEL = "hookkeeper_callback_config_changed"
 # Payload: the id of a partner some of whose tokens were just revoked.
@@ -29,10 +30,13 @@ _PING_SECONDS = 5.0
 _log = logging.getLogger(__name__)
 
 
-async def announce(conn: AsyncConnection, config_id: str) -> None:
+async def announce(conn: Writer, config_id: str) -> None:
     """Tells every replica, on commit, that ``config_id`` changed (in the
     unit of work's one statement when its writes are queued, store/batch.py)."""
-    if conn.dialect.name == "postgresql" and not await batch.notify(conn, CHANNEL, config_id):
+    if batch.dialect_name(conn) == "postgresql" and not await batch.notify(
+        conn, CHANNEL, config_id
+    ):
+        assert not isinstance(conn, QueuedWrites)  # a queue always takes the notice
         await conn.execute(select(func.pg_notify(CHANNEL, config_id)))
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store.availability import Availability, ConnectionLost, is_unreachable
+from hookkeeper.service.store.group_commit import GroupCommit
 
 _WRITE = "hookkeeper_write"
 
@@ -55,6 +56,11 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        # Blind writes of concurrent callers share round trips and commits
+        # (PostgreSQL; SQLite serialises writers on its file lock anyway).
+        self.group_commit: GroupCommit | None = (
+            None if self.is_sqlite else GroupCommit(self.autocommit, self.write)
+        )
 
     @property
     def dialect(self) -> str:
@@ -162,7 +168,9 @@ class Database:
         return True
 
     async def close(self) -> None:
-        """Closes every pooled connection."""
+        """Waits for the blind writes in flight, then closes every pooled connection."""
+        if self.group_commit is not None:
+            await self.group_commit.close()
         await self.engine.dispose()
 
 

@@ -39,6 +39,7 @@ from hookkeeper.service.domain.deliveries import (
 )
 from hookkeeper.service.domain.endpoint_health import DISABLED
 from hookkeeper.service.store import batch
+from hookkeeper.service.store.batch import Writer
 from hookkeeper.service.store.callback_configs import live_secrets_of
 from hookkeeper.service.store.delivery_tables import (
     notification_attempts,
@@ -231,7 +232,7 @@ def new_delivery(
     )
 
 
-async def insert_delivery(conn: AsyncConnection, record: DeliveryRecord) -> None:
+async def insert_delivery(conn: Writer, record: DeliveryRecord) -> None:
     """Queues a delivery (in the unit of work's one statement, store/batch.py)."""
     await batch.write(
         conn,
@@ -417,7 +418,7 @@ _CANCEL_FOR_CONFIG = (
 )
 
 
-async def cancel_for_config(conn: AsyncConnection, config_id: str, now: datetime) -> None:
+async def cancel_for_config(conn: Writer, config_id: str, now: datetime) -> None:
     """Cancels every pending delivery to a configuration (it is being
     deleted); in the unit of work's one statement (store/batch.py)."""
     await batch.write(conn, _CANCEL_FOR_CONFIG, {"b_config_id": config_id, "b_now": now})
