@@ -396,3 +396,42 @@ async def test_a_driver_connection_lost_under_a_statement_is_an_outage(
         await refused()
     async with database.driver() as pg:
         assert await pg.fetchval("SELECT 2") == 2
+
+
+async def test_the_claims_generic_plan_scans_the_due_index_on_postgresql(
+    pg_ctx: AppContext, clock: FakeClock
+) -> None:
+    """PostgreSQL settles on a prepared statement's generic plan after five
+    runs only if that plan is not costlier than the planned-each-time ones:
+    the claim's must be able to use the partial due index (a literal state,
+    a constant limit), or every claim on a long queue pays ~0.8 ms of
+    planning (docs/delivery.md, round 4)."""
+    async with pg_ctx.database.driver() as pg:
+        await pg.execute(
+            """
+            INSERT INTO notification_deliveries
+                (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+                 attempt_count, round_failures, next_attempt_time, create_time, update_time)
+            SELECT md5(i::text), 'p', 'CONNECTIVITY_CHECK', NULL, 'cfg-' || (i % 100),
+                   md5('t' || i::text), 'PENDING', 0, 0,
+                   $1::timestamptz - (50000 - i) * interval '1 millisecond', $1, $1
+            FROM generate_series(1, 50000) AS i
+            """,
+            clock(),
+        )
+        await pg.execute("ANALYZE notification_deliveries")
+        await pg.execute(
+            "PREPARE claim(timestamptz, int, text[], text, text, text, interval) AS "
+            + delivery_queue.claim_statement(100)
+        )
+        async with pg.transaction():
+            await pg.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            plan = "\n".join(
+                r[0]
+                for r in await pg.fetch(
+                    "EXPLAIN EXECUTE claim(now(), 100, '{}', 'o', 't', 'DISABLED', '1 minute')"
+                )
+            )
+        await pg.execute("DEALLOCATE claim")
+    assert "Index Scan using ix_notification_deliveries_due" in plan, plan
+    assert "Seq Scan on notification_deliveries" not in plan, plan
