@@ -53,6 +53,11 @@ def _is_local_host(host: str) -> bool:
     return not address.is_global
 
 
+# Printable ASCII without the space: one regular expression instead of a
+# Python test per character (a few per cent of a create's CPU).
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]*")
+
+
 def check_callback_url(
     value: str, *, allow_insecure: bool, field: str = "callback_url"
 ) -> FieldViolation | None:
@@ -61,7 +66,7 @@ def check_callback_url(
         return FieldViolation(field, "is required")
     if len(value) > MAX_URL_LENGTH:
         return FieldViolation(field, f"must be at most {MAX_URL_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7E for c in value):
+    if not _VISIBLE_ASCII.fullmatch(value):
         return FieldViolation(field, "must be an RFC 3986 URI: no spaces or non-ASCII characters")
     try:
         # Scheme and host are case-insensitive (RFC 3986 §6.2.2.1).
