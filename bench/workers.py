@@ -32,8 +32,14 @@ from tests.support.workers import wait_for_listening_workers
 
 CHANNELS = 16
 WORKER_COUNTS = (1, 2)
-OPS = "echo,get,create,echo"
-LABELS = {"get": "GetCallbackConfig", "create": "CreateCallbackConfig"}
+OPS = os.environ.get("BENCH_WORKER_OPS", "echo,get,create,update,refresh,delete,echo")
+LABELS = {
+    "get": "GetCallbackConfig",
+    "create": "CreateCallbackConfig",
+    "update": "UpdateCallbackConfig",
+    "refresh": "RefreshSecret",
+    "delete": "DeleteCallbackConfig",
+}
 
 
 async def _load(api: str, echo: str, api_pids: list[int], echo_pid: int) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hookkeeper.service.domain import validation as v
 from hookkeeper.service.domain.callback_config import ConfigFields, fields_to_update, validate_new
@@ -47,6 +49,35 @@ def test_refuses_bad_or_insecure_urls(url: str, reason: str) -> None:
     assert violation is not None
     assert violation.field == "callback_url"
     assert reason in violation.description
+
+
+@settings(max_examples=400)
+@given(st.from_regex(v.COMMON_HTTPS_URL, fullmatch=True), st.booleans())
+def test_the_fast_path_answers_as_rfc3986_does(url: str, insecure: bool) -> None:
+    # Every URL of the usual shape gets the answer the full RFC 3986 path gives.
+    assert v.check_callback_url(url, allow_insecure=insecure) == v.check_by_rfc3986(
+        url, allow_insecure=insecure, field="callback_url"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/a/b?x=1&y=%2F",
+        "https://10.0.0.1/hook",
+        "https://hooks.example.com:65535/",
+        "https://hooks.example.com:65536/",
+        "https://hooks.example.com:0/",
+        "https://999.1.1.1/x",
+        "https://a.b/%zz",
+        "https://user@hooks.example.com/",
+    ],
+)
+def test_urls_near_the_fast_paths_edge_get_the_rfc3986_answer(url: str) -> None:
+    for insecure in (False, True):
+        assert v.check_callback_url(url, allow_insecure=insecure) == v.check_by_rfc3986(
+            url, allow_insecure=insecure, field="callback_url"
+        )
 
 
 def test_insecure_setting_allows_http_and_loopback() -> None:

@@ -23,11 +23,18 @@ _SCHEMES = {
 _SCHEME_NAMES = {number: name for name, number in _SCHEMES.items()}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    """A protobuf Timestamp of an aware datetime."""
-    message = timestamp_pb2.Timestamp()
-    message.FromDatetime(moment.astimezone(UTC))
-    return message
+    """A protobuf Timestamp of an aware datetime. Computed from the
+    difference to the epoch: ``Timestamp.FromDatetime`` is pure Python
+    through ``calendar.timegm`` and was a per cent of a write RPC's CPU
+    (three timestamps per configuration)."""
+    since = moment - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=since.days * 86_400 + since.seconds, nanos=since.microseconds * 1000
+    )
 
 
 # The range google.protobuf.Timestamp defines: 0001-01-01 to 9999-12-31.

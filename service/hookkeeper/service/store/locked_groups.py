@@ -5,8 +5,9 @@ An update, a delete or a refresh locks its configuration's row, reads it (a
 refresh also reads its secrets), decides and writes. Alone, that is four or
 five round trips, each through SQLAlchemy's execution path, and a commit per
 call: most of those RPCs' CPU on the bench (docs/write-path.md). Here the
-callers that arrive while a group is in flight form the next group, and one
-transaction serves them all:
+callers that arrive while a group is in flight form the next group (under
+load it waits 1 ms more for stragglers, as the group commit does; when idle
+it goes at once), and one transaction serves them all:
 
 1. one statement locks every member's row, in id order, keyed by (partner,
    configuration), so a caller naming another partner's row locks nothing;
@@ -43,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store.callback_configs import lock_many, secrets_of_many
+from hookkeeper.service.store.group_commit import GATHER_SECONDS
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 
 ConnectionFactory = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
@@ -88,9 +90,17 @@ class LockedGroups:
     ``transaction`` opens a write transaction (``Database.write``).
     """
 
-    def __init__(self, transaction: ConnectionFactory, *, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self,
+        transaction: ConnectionFactory,
+        *,
+        max_group: int = MAX_GROUP,
+        gather_seconds: float = GATHER_SECONDS,
+    ) -> None:
         self._transaction = transaction
         self._max_group = max_group
+        self._gather_seconds = gather_seconds
+        self._last_group = 0
         self._queue: list[Member] = []
         self._running: asyncio.Task[None] | None = None
         # Figures for tests and the bench.
@@ -113,11 +123,17 @@ class LockedGroups:
     def _start(self) -> None:
         if self._running is not None or not self._queue:
             return
-        group = self._take()
-        if not group:
-            return
-        self._running = asyncio.create_task(self._run(group))
+        self._running = asyncio.create_task(self._gather_and_run())
         self._running.add_done_callback(self._finished)
+
+    async def _gather_and_run(self) -> None:
+        # As the group commit does: wait a moment for more callers while
+        # busy (the last group was not alone), go at once when idle.
+        await asyncio.sleep(self._gather_seconds if self._last_group > 1 else 0)
+        group = self._take()
+        self._last_group = len(group)
+        if group:
+            await self._run(group)
 
     def _finished(self, _task: asyncio.Task[None]) -> None:
         self._running = None
