@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
@@ -23,7 +24,7 @@ from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.deliveries import DeliveryKind, DeliveryState
 from hookkeeper.service.domain.delivery_names import DeliveryName
-from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from hookkeeper.service.domain.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from hookkeeper.service.store import attempts, delivery_queue, gauges
 from hookkeeper.service.store import endpoint_health as endpoint_store
 from hookkeeper.service.store.database import Database
@@ -261,9 +262,9 @@ async def test_one_statement_claim_and_record_on_postgresql(
         )
 
     async def plain(limit: int) -> tuple[list[ClaimedDelivery], int]:
-        async with ctx.database.autocommit() as conn:
+        async with ctx.database.driver() as pg:
             return await delivery_queue.claim_plain(
-                conn,
+                pg,
                 now=clock(),
                 limit=limit,
                 owner="t",
@@ -284,9 +285,9 @@ async def test_one_statement_claim_and_record_on_postgresql(
     outcomes = [await deliverer.attempt(c) for c in claimed]
     assert all(o.attempt.succeeded for o in outcomes)
     first, late = outcomes[:4], outcomes[4:]
-    async with ctx.database.autocommit() as conn:
+    async with ctx.database.driver() as pg:
         await attempts.record_batch(
-            conn,
+            pg,
             [o.attempt for o in first],
             [settled(o) for o in first],
             [held_id],
@@ -295,10 +296,10 @@ async def test_one_statement_claim_and_record_on_postgresql(
     clock.advance(timedelta(seconds=7))  # the other leases ran out: claimed again
     again, _ = await plain(10)
     assert {c.delivery.id for c in again} == {o.claimed.delivery.id for o in late}
-    async with ctx.database.autocommit() as conn:
+    async with ctx.database.driver() as pg:
         # The expired leases' outcomes are logged but fenced off the rows.
         await attempts.record_batch(
-            conn,
+            pg,
             [o.attempt for o in late],
             [
                 attempts.Settled(o.claimed.lease_token, DeliveryState.DELIVERED, 0, None, None)
@@ -307,6 +308,7 @@ async def test_one_statement_claim_and_record_on_postgresql(
             [],
             clock(),
         )
+    async with ctx.database.read() as conn:
         states = await delivery_queue.count_by_state(conn)
     assert states == {DeliveryState.DELIVERED: 4, DeliveryState.PENDING: 5}
     logged = await notifications.attempts(DeliveryName("p8", None), "", 50, "")
@@ -337,29 +339,25 @@ async def test_the_claim_is_a_heap_only_update_on_postgresql(
             ),
             {"now": clock()},
         )
-    async with pg_ctx.database.write() as conn:
+    async with pg_ctx.database.driver() as pg, pg.transaction():
         claimed, gated = await delivery_queue.claim_plain(
-            conn,
+            pg,
             now=clock(),
             limit=100,
             owner="t",
             token=str(uuid.uuid4()),
             lease_margin=timedelta(seconds=1),
         )
-        updated, hot = (
-            await conn.execute(
-                text(
-                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
-                    "WHERE relname = 'notification_deliveries'"
-                )
-            )
-        ).one()
+        updated, hot = await pg.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+            "WHERE relname = 'notification_deliveries'"
+        )
     assert (len(claimed), gated) == (100, 0)
     assert (updated, hot) == (100, 100)
     # Leased rows keep their due time and stay out of the next claim.
-    async with pg_ctx.database.autocommit() as conn:
+    async with pg_ctx.database.driver() as pg:
         rest, _ = await delivery_queue.claim_plain(
-            conn,
+            pg,
             now=clock(),
             limit=300,
             owner="t",
@@ -368,3 +366,72 @@ async def test_the_claim_is_a_heap_only_update_on_postgresql(
         )
     assert len(rest) == 200
     assert not {c.delivery.id for c in rest} & {c.delivery.id for c in claimed}
+
+
+async def test_a_driver_connection_lost_under_a_statement_is_an_outage(
+    pg_ctx: AppContext,
+) -> None:
+    """``Database.driver`` (the dispatcher's claim and record): a failure on a
+    connection that died is reported as the database being unreachable (not
+    a bug with a traceback), and that connection is never handed out again."""
+    database = pg_ctx.database
+
+    async def lost() -> None:
+        async with database.driver() as pg:
+            await pg.close()  # as the server going away would leave it
+            raise RuntimeError("another operation is in progress")
+
+    async def refused() -> None:
+        async with database.driver() as pg:
+            await pg.fetch("SELECT * FROM no_such_table")
+
+    with pytest.raises(Unavailable):
+        await lost()
+    assert not database.availability.up
+    async with database.driver() as pg:
+        assert await pg.fetchval("SELECT 1") == 1
+    assert database.availability.up
+    # A statement the server refuses leaves the connection pooled and usable.
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await refused()
+    async with database.driver() as pg:
+        assert await pg.fetchval("SELECT 2") == 2
+
+
+async def test_the_claims_generic_plan_scans_the_due_index_on_postgresql(
+    pg_ctx: AppContext, clock: FakeClock
+) -> None:
+    """PostgreSQL settles on a prepared statement's generic plan after five
+    runs only if that plan is not costlier than the planned-each-time ones:
+    the claim's must be able to use the partial due index (a literal state,
+    a constant limit), or every claim on a long queue pays ~0.8 ms of
+    planning (docs/delivery.md, round 4)."""
+    async with pg_ctx.database.driver() as pg:
+        await pg.execute(
+            """
+            INSERT INTO notification_deliveries
+                (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+                 attempt_count, round_failures, next_attempt_time, create_time, update_time)
+            SELECT md5(i::text), 'p', 'CONNECTIVITY_CHECK', NULL, 'cfg-' || (i % 100),
+                   md5('t' || i::text), 'PENDING', 0, 0,
+                   $1::timestamptz - (50000 - i) * interval '1 millisecond', $1, $1
+            FROM generate_series(1, 50000) AS i
+            """,
+            clock(),
+        )
+        await pg.execute("ANALYZE notification_deliveries")
+        await pg.execute(
+            "PREPARE claim(timestamptz, int, text[], text, text, text, interval) AS "
+            + delivery_queue.claim_statement(100)
+        )
+        async with pg.transaction():
+            await pg.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            plan = "\n".join(
+                r[0]
+                for r in await pg.fetch(
+                    "EXPLAIN EXECUTE claim(now(), 100, '{}', 'o', 't', 'DISABLED', '1 minute')"
+                )
+            )
+        await pg.execute("DEALLOCATE claim")
+    assert "Index Scan using ix_notification_deliveries_due" in plan, plan
+    assert "Seq Scan on notification_deliveries" not in plan, plan

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -111,21 +112,22 @@ class Settled:
 
 
 async def record_batch(
-    conn: AsyncConnection,
+    pg: asyncpg.Connection,
     records: Sequence[AttemptRecord],
     settled: Sequence[Settled],
     recovered_configs: Sequence[str],
     now: datetime,
 ) -> None:
-    """PostgreSQL, in autocommit: logs the attempts, settles their deliveries
+    """PostgreSQL, on the driver's connection (``Database.driver``, in
+    autocommit): logs the attempts, settles their deliveries
     (``settled[i]`` is ``records[i]``'s) and ends the run of failures of
     ``recovered_configs``, in one statement. The dispatcher of the batch is
     the first record's."""
     if not records:
         return
-    await conn.exec_driver_sql(
+    await pg.execute(
         _RECORD_PG,
-        (
+        *(
             [r.id for r in records],
             [r.delivery_id for r in records],
             [r.partner_id for r in records],

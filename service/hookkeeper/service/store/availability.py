@@ -18,6 +18,14 @@ from sqlalchemy import exc as sa_exc
 
 _log = logging.getLogger("hookkeeper.database")
 
+
+class ConnectionLost(Exception):
+    """A statement failed because its connection died under it. asyncpg may
+    report that as a client error ("another operation is in progress") when
+    the server goes away mid-statement; SQLAlchemy's path calls it a
+    disconnect, and ``Database.driver`` says so with this."""
+
+
 # Errors that say "the server is not there / not accepting us", as opposed to
 # "the statement is wrong" (which stays a bug, INTERNAL, with a traceback).
 _UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -29,6 +37,7 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.ConnectionDoesNotExistError,  # the connection died mid-statement
+    ConnectionLost,
 )
 
 

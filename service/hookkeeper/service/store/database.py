@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.engine import make_url
@@ -15,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from hookkeeper.service.domain.errors import Unavailable
-from hookkeeper.service.store.availability import Availability, is_unreachable
+from hookkeeper.service.store.availability import Availability, ConnectionLost, is_unreachable
 from hookkeeper.service.store.group_commit import GroupCommit
 
 _WRITE = "hookkeeper_write"
@@ -103,6 +104,31 @@ class Database:
             await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """PostgreSQL only: the asyncpg connection of a pooled connection, for
+        the dispatcher's claim and record statements (docs/delivery.md): no
+        SQLAlchemy execution path (its cursor adapter, result rows and
+        greenlet switches per statement). Outside any transaction, so each
+        statement commits by itself, as in ``autocommit``; asyncpg prepares
+        each statement once per connection. A connection whose statement
+        failed other than by the server's refusal (a dropped connection, a
+        cancellation midway) is closed, never pooled again; one lost under
+        its statement is reported as an outage, as on SQLAlchemy's path."""
+        async with self._reachable(), self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            if driver is None:
+                raise ConnectionLost("the pooled connection is closed")
+            try:
+                yield driver
+            except BaseException as error:
+                lost = driver.is_closed()
+                if lost or not isinstance(error, asyncpg.PostgresError) or is_unreachable(error):
+                    await conn.invalidate()
+                if lost and isinstance(error, Exception) and not is_unreachable(error):
+                    raise ConnectionLost("the connection was lost mid-statement") from error
+                raise
 
     @asynccontextmanager
     async def _reachable(self) -> AsyncIterator[None]:

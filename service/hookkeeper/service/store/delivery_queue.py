@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -565,26 +566,31 @@ async def claim_due(
 # of the primary key (a B-tree of the whole table) per row. Should a row have
 # changed between the statement's snapshot and its lock (EvalPlanQual), the
 # ctid is the new version's, which the snapshot does not see: that row is
-# locked but not leased, and simply stays due for the next claim.
-_CLAIM_PG = """
-WITH due AS (
+# locked but not leased, and simply stays due for the next claim. The text
+# is per limit: see claim_statement.
+_CLAIM_PG_TEMPLATE = """
+WITH locked AS MATERIALIZED (
     SELECT d.id, d.ctid AS row_tid, d.next_attempt_time AS due_at,
-           (c.state IS DISTINCT FROM $7 AND c.max_deliveries_per_second IS NULL
+           (c.state IS DISTINCT FROM $6 AND c.max_deliveries_per_second IS NULL
             AND (h.hold_until IS NULL OR h.hold_until <= $1)) AS plain,
            COALESCE(c.request_timeout_seconds, 0) AS timeout
     FROM notification_deliveries d
     LEFT JOIN callback_configs c ON c.id = d.callback_config_id
     LEFT JOIN endpoint_health h ON h.callback_config_id = d.callback_config_id
-    WHERE d.state = $6 AND d.next_attempt_time <= $1
+    WHERE d.state = 'PENDING' AND d.next_attempt_time <= $1
       AND (d.lease_expire_time IS NULL OR d.lease_expire_time <= $1)
       AND d.callback_config_id <> ALL($3)
     ORDER BY d.next_attempt_time
-    LIMIT $2
+    LIMIT {lock_limit}
     FOR UPDATE OF d SKIP LOCKED
+), due AS (
+    -- locked holds at most $2 rows already; $2 is named here so that every
+    -- text of the claim has the same parameters (see claim_statement).
+    SELECT * FROM locked LIMIT $2
 ), leased AS (
     UPDATE notification_deliveries d
     SET lease_owner = $4, lease_token = $5,
-        lease_expire_time = $1 + make_interval(secs => due.timeout) + $8,
+        lease_expire_time = $1 + make_interval(secs => due.timeout) + $7,
         attempt_count = d.attempt_count + 1,
         update_time = $1
     FROM due
@@ -621,10 +627,37 @@ SELECT due.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 FROM due WHERE NOT due.plain
 ORDER BY due_at
 """
+# The limits that get a claim text of their own: the first few a process
+# claims with (its batch size among them). Any other limit shares the text
+# whose LIMIT is a parameter, planned afresh on every run, as all were before.
+_CONSTANT_LIMITS = 8
+_claim_statements: dict[int, str] = {}
+_CLAIM_ANY_LIMIT = _CLAIM_PG_TEMPLATE.replace("{lock_limit}", "$2")
+
+
+def claim_statement(limit: int) -> str:
+    """The claim's SQL for ``limit`` rows (parameters as in ``claim_plain``).
+
+    The locking scan's LIMIT is written as a constant, and the state as a
+    literal, so that PostgreSQL can run the prepared statement on a generic
+    plan: with ``state = $6`` the due index's predicate (``state =
+    'PENDING'``) could not be proven, and with ``LIMIT $2`` the planner
+    assumed a tenth of the table, so the generic plan was a sequential scan
+    and PostgreSQL planned the claim afresh on every run (~0.8 ms, the claim
+    on a million's whole growth over a small queue, whose generic plan was
+    cheap). One text per limit, for the first ``_CONSTANT_LIMITS`` limits;
+    each is prepared once per connection (asyncpg's statement cache)."""
+    statement = _claim_statements.get(limit)
+    if statement is None:
+        if len(_claim_statements) >= _CONSTANT_LIMITS:
+            return _CLAIM_ANY_LIMIT
+        statement = _CLAIM_PG_TEMPLATE.replace("{lock_limit}", str(int(limit)))
+        _claim_statements[limit] = statement
+    return statement
 
 
 async def claim_plain(
-    conn: AsyncConnection,
+    pg: asyncpg.Connection,
     *,
     now: datetime,
     limit: int,
@@ -633,83 +666,82 @@ async def claim_plain(
     lease_margin: timedelta,
     skip_configs: Sequence[str] = (),
 ) -> tuple[list[ClaimedDelivery], int]:
-    """PostgreSQL, in autocommit: ``claim_due`` in one statement for the due
-    deliveries of configurations without a gate. Returns those leased (in due
-    order, with their live secrets) and how many due rows it left to
-    ``claim_due`` because a gate applies to them (a disabled configuration,
-    a Retry-After hold, a per-second cap)."""
-    rows = (
-        await conn.exec_driver_sql(
-            _CLAIM_PG,
-            (
-                now,
-                limit,
-                list(skip_configs),
-                owner,
-                token,
-                str(DeliveryState.PENDING),
-                DISABLED,
-                lease_margin,
-            ),
-        )
-    ).all()
+    """PostgreSQL, on the driver's connection (``Database.driver``; in
+    autocommit unless the caller opened a transaction): ``claim_due`` in one
+    statement for the due deliveries of configurations without a gate.
+    Returns those leased (in due order, with their live secrets) and how many
+    due rows it left to ``claim_due`` because a gate applies to them (a
+    disabled configuration, a Retry-After hold, a per-second cap)."""
+    rows = await pg.fetch(
+        claim_statement(limit),
+        now,
+        limit,
+        list(skip_configs),
+        owner,
+        token,
+        DISABLED,
+        lease_margin,
+    )
     claimed = []
     gated = 0
     secrets: dict[str, tuple[SecretRecord, ...]] = {}
     for row in rows:
-        if row.gated:
+        if row["gated"]:
             gated += 1
             continue
-        if row.s_ids is not None or (row.c_id is not None and row.c_id not in secrets):
-            secrets[row.c_id] = tuple(
-                SecretRecord(secret_id, row.c_id, Sealed(key_id, blob), created, expires, retires)
+        config_id = row["c_id"]
+        s_ids = row["s_ids"]
+        if s_ids is not None or (config_id is not None and config_id not in secrets):
+            secrets[config_id] = tuple(
+                SecretRecord(secret_id, config_id, Sealed(key_id, blob), created, expires, retires)
                 for secret_id, key_id, blob, created, expires, retires in zip(
-                    row.s_ids or (),
-                    row.s_key_ids or (),
-                    row.s_blobs or (),
-                    row.s_creates or (),
-                    row.s_expires or (),
-                    row.s_retires or (),
+                    s_ids or (),
+                    row["s_key_ids"] or (),
+                    row["s_blobs"] or (),
+                    row["s_creates"] or (),
+                    row["s_expires"] or (),
+                    row["s_retires"] or (),
                     strict=True,
                 )
             )
     for row in rows:
-        if row.gated:
+        if row["gated"]:
             continue
         event = None
-        if row.e_id is not None:
+        if row["e_id"] is not None:
             event = EventRecord(
-                row.e_id,
-                row.partner_id,
-                row.e_event_type,
-                row.e_event_id,
-                row.e_payload,
-                bool(row.e_is_test),
-                row.e_create_time,
+                row["e_id"],
+                row["partner_id"],
+                row["e_event_type"],
+                row["e_event_id"],
+                row["e_payload"],
+                bool(row["e_is_test"]),
+                row["e_create_time"],
             )
         target = None
-        if row.c_id is not None:
+        config_id = row["c_id"]
+        if config_id is not None:
             target = TargetRecord(
-                row.c_id,
-                row.c_callback_url,
-                row.c_timeout,
-                Sealed(row.c_key_id, row.c_key_blob),
-                row.c_scheme,
+                config_id,
+                row["c_callback_url"],
+                row["c_timeout"],
+                Sealed(row["c_key_id"], row["c_key_blob"]),
+                row["c_scheme"],
             )
         delivery = DeliveryRecord(
-            id=row.id,
-            partner_id=row.partner_id,
-            kind=row.kind,
-            event_pk=row.event_pk,
-            callback_config_id=row.callback_config_id,
-            transaction_id=row.transaction_id,
-            state=row.state,
-            attempt_count=row.attempt_count,
-            round_failures=row.round_failures,
-            next_attempt_time=row.next_attempt_time,
-            last_error=row.last_error,
-            create_time=row.create_time,
-            update_time=row.update_time,
+            id=row["id"],
+            partner_id=row["partner_id"],
+            kind=row["kind"],
+            event_pk=row["event_pk"],
+            callback_config_id=row["callback_config_id"],
+            transaction_id=row["transaction_id"],
+            state=row["state"],
+            attempt_count=row["attempt_count"],
+            round_failures=row["round_failures"],
+            next_attempt_time=row["next_attempt_time"],
+            last_error=row["last_error"],
+            create_time=row["create_time"],
+            update_time=row["update_time"],
             event_id=event.event_id if event else "",
             event_type=event.event_type if event else "",
         )
@@ -720,7 +752,7 @@ async def claim_plain(
                 event,
                 target,
                 None,
-                secrets[target.config_id] if target is not None else None,
+                secrets[config_id] if target is not None else None,
             )
         )
     return claimed, gated
