@@ -73,6 +73,9 @@ class Member:
     submitted: asyncio.Future[Statement] = field(default_factory=_future)
     # Resolved once the group committed (or failed).
     committed: asyncio.Future[None] = field(default_factory=_future)
+    # Abandoned: nobody awaits an answer (an error set on ``committed``
+    # would be logged as never retrieved).
+    gone: bool = False
 
     def submit(self, statement: Statement) -> None:
         """Hands the group this member's writes."""
@@ -80,7 +83,9 @@ class Member:
             self.submitted.set_result(statement)
 
     def abandon(self) -> None:
-        """This member writes nothing (it raised, or was cancelled)."""
+        """This member writes nothing (it raised, or was cancelled) and waits
+        for no answer."""
+        self.gone = True
         self.submit(None)
 
 
@@ -236,7 +241,7 @@ def _answer(member: Member, error: BaseException | None) -> None:
     commit); not at all when it was cancelled."""
     if error is not None and not member.locked.done():
         member.locked.set_exception(error)
-    elif member.committed.done():
+    elif member.gone or member.committed.done():
         return
     elif error is None:
         member.committed.set_result(None)
