@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -13,45 +12,19 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from hookkeeper.service.app.unit_of_work import sql_blind_unit_of_work
-from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store.database import Database
 from hookkeeper.service.store.group_commit import GroupCommit
-from hookkeeper.service.store.records import ConfigRecord, SecretRecord
+from hookkeeper.service.store.records import SecretRecord
+from tests.support.records import config_and_secret
 
 pytestmark = pytest.mark.postgres
-
-
-def _records(config_id: str, partner_id: str) -> tuple[ConfigRecord, SecretRecord]:
-    now = datetime.now(UTC)
-    config = ConfigRecord(
-        id=config_id,
-        partner_id=partner_id,
-        callback_url="https://hooks.example.com/x",
-        contact_email="ops@example.com",
-        request_timeout_seconds=30,
-        api_key=Sealed("k1", b"sealed api key"),
-        secret_expire_time=now,
-        create_time=now,
-        update_time=now,
-        signature_scheme="EXPEDIA_V2",
-        max_deliveries_per_second=None,
-    )
-    secret = SecretRecord(
-        id=f"s-{config_id}",
-        callback_config_id=config_id,
-        sealed=Sealed("k1", b"sealed secret"),
-        create_time=now,
-        expire_time=now,
-        retire_time=None,
-    )
-    return config, secret
 
 
 async def _create(
     database: Database, config_id: str, partner_id: str, *, orphan: bool = False
 ) -> None:
-    config, secret = _records(config_id, partner_id)
+    config, secret = config_and_secret(config_id, partner_id)
     if orphan:
         secret = SecretRecord(**{**secret.__dict__, "callback_config_id": "no-such-config"})
     async with sql_blind_unit_of_work(database) as uow:

@@ -5,7 +5,6 @@ the commit."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -13,10 +12,10 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
 from hookkeeper.service.app.unit_of_work import sql_unit_of_work
-from hookkeeper.service.crypto.keyring import Sealed
 from hookkeeper.service.store.change_feed import CHANNEL
 from hookkeeper.service.store.database import Database
-from hookkeeper.service.store.records import ConfigRecord, SecretRecord
+from hookkeeper.service.store.records import SecretRecord
+from tests.support.records import config_and_secret
 
 
 class _Boom(Exception):
@@ -79,32 +78,6 @@ async def test_announces_on_commit_not_on_rollback(postgres_url: str) -> None:
         await database.close()
 
 
-def _records(config_id: str, partner_id: str) -> tuple[ConfigRecord, SecretRecord]:
-    now = datetime.now(UTC)
-    config = ConfigRecord(
-        id=config_id,
-        partner_id=partner_id,
-        callback_url="https://hooks.example.com/x",
-        contact_email="ops@example.com",
-        request_timeout_seconds=30,
-        api_key=Sealed("k1", b"sealed api key"),
-        secret_expire_time=now,
-        create_time=now,
-        update_time=now,
-        signature_scheme="EXPEDIA_V2",
-        max_deliveries_per_second=None,
-    )
-    secret = SecretRecord(
-        id=f"s-{config_id}",
-        callback_config_id=config_id,
-        sealed=Sealed("k1", b"sealed secret"),
-        create_time=now,
-        expire_time=now,
-        retire_time=None,
-    )
-    return config, secret
-
-
 async def _count(database: Database, sql: str, value: str) -> int:
     async with database.read() as conn:
         return int(await conn.scalar(text(sql), {"v": value}) or 0)
@@ -131,7 +104,7 @@ async def test_queued_writes_go_as_one_statement_without_begin(
 
     monkeypatch.setattr(asyncpg.Connection, "transaction", transaction)
     try:
-        config, secret = _records("c-one", "p-one")
+        config, secret = config_and_secret("c-one", "p-one")
         async with sql_unit_of_work(database, lambda _id: None) as uow:
             await uow.configs.ensure_partner("p-one", config.create_time)
             await uow.configs.insert_config(config)
@@ -149,7 +122,7 @@ async def test_queued_writes_go_as_one_statement_without_begin(
 async def test_one_failing_part_leaves_nothing_of_the_others(postgres_url: str) -> None:
     database = Database(postgres_url, pool_size=1)
     try:
-        config, secret = _records("c-two", "p-two")
+        config, secret = config_and_secret("c-two", "p-two")
         orphan = SecretRecord(**{**secret.__dict__, "callback_config_id": "no-such-config"})
 
         async def create_with_orphan() -> None:

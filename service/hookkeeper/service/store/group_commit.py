@@ -34,13 +34,14 @@ import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.domain.errors import Unavailable
 
 ConnectionFactory = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+T = TypeVar("T")
 
 # Statements per executemany: bounds one round trip's message and the work
 # lost to one bad statement; 64 callers rarely queue more.
@@ -53,6 +54,24 @@ MAX_IN_FLIGHT = 1
 # 3 to 6 and CreateCallbackConfig from 0.34 to 0.37 of the echo; 2 and 4 ms
 # made larger groups and gained nothing more (docs/write-path.md).
 GATHER_SECONDS = 0.001
+
+
+class Gathering:
+    """When the next group leaves: at once when idle (the last group was
+    alone), after ``seconds`` under load, so the callers on their way join
+    it: fewer, larger groups cost the server less per caller than the wait
+    costs in latency."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._last_size = 0
+
+    async def take(self, take: Callable[[], list[T]]) -> list[T]:
+        """Waits as above, then takes the group with ``take``."""
+        await asyncio.sleep(self._seconds if self._last_size > 1 else 0)
+        group = take()
+        self._last_size = len(group)
+        return group
 
 
 @dataclass
@@ -86,8 +105,7 @@ class GroupCommit:
         self._transaction = transaction
         self._max_group = max_group
         self._max_in_flight = max_in_flight
-        self._gather_seconds = gather_seconds
-        self._last_group = 0
+        self._gathering = Gathering(gather_seconds)
         self._queue: list[_Pending] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,12 +129,7 @@ class GroupCommit:
             task.add_done_callback(self._sent)
 
     async def _gather_and_send(self) -> None:
-        # Under load (the last group was not alone), wait a moment for the
-        # callers on their way: fewer, larger groups cost the server less
-        # per create than the wait costs in latency. Idle, go at once.
-        await asyncio.sleep(self._gather_seconds if self._last_group > 1 else 0)
-        group = self._take()
-        self._last_group = len(group)
+        group = await self._gathering.take(self._take)
         if group:
             await self._send(group)
 

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.domain.errors import Unavailable
 from hookkeeper.service.store.callback_configs import lock_many, secrets_of_many
-from hookkeeper.service.store.group_commit import GATHER_SECONDS
+from hookkeeper.service.store.group_commit import GATHER_SECONDS, Gathering
 from hookkeeper.service.store.records import ConfigRecord, SecretRecord
 
 ConnectionFactory = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
@@ -73,6 +73,9 @@ class Member:
     submitted: asyncio.Future[Statement] = field(default_factory=_future)
     # Resolved once the group committed (or failed).
     committed: asyncio.Future[None] = field(default_factory=_future)
+    # Abandoned: nobody awaits an answer (an error set on ``committed``
+    # would be logged as never retrieved).
+    gone: bool = False
 
     def submit(self, statement: Statement) -> None:
         """Hands the group this member's writes."""
@@ -80,7 +83,9 @@ class Member:
             self.submitted.set_result(statement)
 
     def abandon(self) -> None:
-        """This member writes nothing (it raised, or was cancelled)."""
+        """This member writes nothing (it raised, or was cancelled) and waits
+        for no answer."""
+        self.gone = True
         self.submit(None)
 
 
@@ -99,8 +104,7 @@ class LockedGroups:
     ) -> None:
         self._transaction = transaction
         self._max_group = max_group
-        self._gather_seconds = gather_seconds
-        self._last_group = 0
+        self._gathering = Gathering(gather_seconds)
         self._queue: list[Member] = []
         self._running: asyncio.Task[None] | None = None
         # Figures for tests and the bench.
@@ -127,11 +131,7 @@ class LockedGroups:
         self._running.add_done_callback(self._finished)
 
     async def _gather_and_run(self) -> None:
-        # As the group commit does: wait a moment for more callers while
-        # busy (the last group was not alone), go at once when idle.
-        await asyncio.sleep(self._gather_seconds if self._last_group > 1 else 0)
-        group = self._take()
-        self._last_group = len(group)
+        group = await self._gathering.take(self._take)
         if group:
             await self._run(group)
 
@@ -241,7 +241,7 @@ def _answer(member: Member, error: BaseException | None) -> None:
     commit); not at all when it was cancelled."""
     if error is not None and not member.locked.done():
         member.locked.set_exception(error)
-    elif member.committed.done():
+    elif member.gone or member.committed.done():
         return
     elif error is None:
         member.committed.set_result(None)
