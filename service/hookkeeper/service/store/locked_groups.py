@@ -177,19 +177,16 @@ class LockedGroups:
                 for member in group:
                     _answer(member, error)
                 return
-            failed = error
+            # The lock held and the writes (or the commit) failed: each
+            # alone, if its row is still as it saw it.
+            await self._one_by_one(seen, await _decisions(group))
+            return
         except BaseException:
             for member in group:
                 _answer(member, Unavailable("the service is stopping; retry later"))
             raise
-        else:
-            for member in group:
-                _answer(member, None)
-            return
-        # The lock held and the writes (or the commit) failed: each alone, if
-        # its row is still as it saw it.
-        del failed
-        await self._one_by_one(seen, await _decisions(group))
+        for member in group:
+            _answer(member, None)
 
     async def _one_by_one(
         self, seen: dict[Member, Locked], statements: dict[Member, Statement]
