@@ -137,6 +137,31 @@ async def test_a_repeated_batch_is_idempotent_per_event_id(
     assert await _event_deliveries(ctx) == queued + 1  # only r-3 is new
 
 
+async def test_an_earlier_id_in_a_batch_without_repeats_is_a_duplicate_in_place(
+    stubs: tuple[nt_grpc.NotificationServiceAsyncStub, AppContext],
+) -> None:
+    # No id repeated within the batch: the answer follows the stored events'
+    # order directly (the fast path of publish_many).
+    stub, ctx = stubs
+    first = await stub.BatchPublishEvents(
+        nt.BatchPublishEventsRequest(parent=PARENT, requests=[_entry("e-1")]), metadata=AUTH
+    )
+    queued = await _event_deliveries(ctx)
+    again = await stub.BatchPublishEvents(
+        nt.BatchPublishEventsRequest(
+            parent=PARENT, requests=[_entry("e-0"), _entry("e-1"), _entry("e-2")]
+        ),
+        metadata=AUTH,
+    )
+    assert [r.event.event_id for r in again.responses] == ["e-0", "e-1", "e-2"]
+    assert [r.duplicate for r in again.responses] == [False, True, False]
+    assert again.responses[1].event.name == first.responses[0].event.name
+    assert again.responses[1].deliveries[0].name == first.responses[0].deliveries[0].name
+    assert [len(r.deliveries) for r in again.responses] == [1, 1, 1]
+    assert len({r.deliveries[0].name for r in again.responses}) == 3
+    assert await _event_deliveries(ctx) == queued + 2
+
+
 async def test_a_bad_entry_is_named_by_index_and_nothing_is_stored(
     stubs: tuple[nt_grpc.NotificationServiceAsyncStub, AppContext],
 ) -> None:

@@ -318,30 +318,39 @@ class Notifications:
                 s.event_type: s.callback_config_id
                 for s in await subscriptions.list_subscriptions(conn, partner_id)
             }
-            queued: dict[str, list[DeliveryRecord]] = {}
-            new_deliveries = []
+            to_queue = []
             for event, inserted in stored:
-                config_id = routes.get(event.event_type)
-                if inserted and config_id is not None:
+                if inserted and (config_id := routes.get(event.event_type)) is not None:
                     at = 3 * first_of[event.event_id]
-                    delivery = delivery_queue.new_delivery(
-                        partner_id=partner_id,
-                        kind=DeliveryKind.EVENT,
-                        event_pk=event.id,
-                        config_id=config_id,
-                        now=now,
-                        ids=(ids[at + 1], ids[at + 2]),
-                        event_id=event.event_id,
-                        event_type=event.event_type,
+                    to_queue.append(
+                        delivery_queue.FreshDelivery(
+                            ids[at + 1],
+                            ids[at + 2],
+                            event.id,
+                            config_id,
+                            event.event_id,
+                            event.event_type,
+                        )
                     )
-                    new_deliveries.append(delivery)
-                    queued[event.id] = [delivery]
+            new_deliveries = delivery_queue.new_deliveries(
+                partner_id=partner_id, kind=DeliveryKind.EVENT, now=now, fresh=to_queue
+            )
             await delivery_queue.insert_deliveries(conn, new_deliveries)
             earlier = await delivery_queue.deliveries_of_events(
                 conn, [event.id for event, inserted in stored if not inserted]
             )
         if new_deliveries:
             self._wake()
+        queued = {str(d.event_pk): [d] for d in new_deliveries}
+        if len(fresh) == len(entries):
+            # No id repeated within the batch (the usual case): ``stored`` is
+            # in the entries' order, one per entry.
+            return [
+                Published(event, queued.get(event.id, []), False)
+                if inserted
+                else Published(event, earlier.get(event.id, []), True)
+                for event, inserted in stored
+            ]
         by_id = {event.event_id: (event, inserted) for event, inserted in stored}
         answers = []
         for i, entry in enumerate(entries):
