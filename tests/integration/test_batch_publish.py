@@ -182,6 +182,21 @@ async def test_a_bad_entry_is_named_by_index_and_nothing_is_stored(
         nt.BatchPublishEventsRequest(parent=PARENT, requests=[_entry("x-0")]), metadata=AUTH
     )
     assert not reply.responses[0].duplicate
+    # Each kind of bad field is named, wherever it stops the all-good check.
+    requests = [_entry(f"z-{i}") for i in range(4)]
+    requests[1] = _entry("z-1", event_type="NoSuchType")
+    requests[2] = _entry("", '{"n": 2}')
+    requests[3] = _entry("z-3", "")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.BatchPublishEvents(
+            nt.BatchPublishEventsRequest(parent=PARENT, requests=requests), metadata=AUTH
+        )
+    assert _fields(caught.value) == [
+        "requests[1].event_type",
+        "requests[2].event_id",
+        "requests[3].payload_json",
+    ]
+    assert await _event_deliveries(ctx) == queued + 1
     for requests, field in (
         ([], "requests"),
         ([_entry(f"y-{i}") for i in range(1001)], "requests"),

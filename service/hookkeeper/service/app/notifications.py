@@ -104,6 +104,22 @@ def _checked_batch(
         raise invalid("requests", "must hold at least one PublishEventRequest")
     if len(entries) > MAX_BATCH_PUBLISH:
         raise invalid("requests", f"must hold at most {MAX_BATCH_PUBLISH} requests")
+    # The usual batch is all good: check it without building a field name
+    # per entry (a fifth of the validation's cost); on the first bad entry
+    # the full pass below names every bad field by its index.
+    checked = []
+    find, check_id = event_types.find, envelope.check_event_id
+    normalize = envelope.normalize_payload
+    try:
+        for entry in entries:
+            kind = find(entry.event_type)
+            if kind is None or entry.parent not in ("", parent) or check_id(entry.event_id):
+                break
+            checked.append((kind, normalize(entry.payload_json)))
+        else:
+            return checked
+    except InvalidArgument:
+        pass
     violations: list[FieldViolation] = []
     checked = []
     for i, entry in enumerate(entries):

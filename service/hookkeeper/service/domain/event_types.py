@@ -85,6 +85,11 @@ def get(name: str, field: str = "event_type") -> EventType:
     return found
 
 
+def find(name: str) -> EventType | None:
+    """The event type called ``name``, or None."""
+    return _BY_NAME.get(name)
+
+
 def is_known(name: str) -> bool:
     """Whether ``name`` is in the catalogue."""
     return name in _BY_NAME
