@@ -339,15 +339,19 @@ async def test_the_claim_is_a_heap_only_update_on_postgresql(
             ),
             {"now": clock()},
         )
-    async with pg_ctx.database.driver() as pg, pg.transaction():
-        claimed, gated = await delivery_queue.claim_plain(
+
+    async def claim(pg: asyncpg.Connection, limit: int) -> tuple[list[ClaimedDelivery], int]:
+        return await delivery_queue.claim_plain(
             pg,
             now=clock(),
-            limit=100,
+            limit=limit,
             owner="t",
             token=str(uuid.uuid4()),
             lease_margin=timedelta(seconds=1),
         )
+
+    async with pg_ctx.database.driver() as pg, pg.transaction():
+        claimed, gated = await claim(pg, 100)
         updated, hot = await pg.fetchrow(
             "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
             "WHERE relname = 'notification_deliveries'"
@@ -356,14 +360,7 @@ async def test_the_claim_is_a_heap_only_update_on_postgresql(
     assert (updated, hot) == (100, 100)
     # Leased rows keep their due time and stay out of the next claim.
     async with pg_ctx.database.driver() as pg:
-        rest, _ = await delivery_queue.claim_plain(
-            pg,
-            now=clock(),
-            limit=300,
-            owner="t",
-            token=str(uuid.uuid4()),
-            lease_margin=timedelta(seconds=1),
-        )
+        rest, _ = await claim(pg, 300)
     assert len(rest) == 200
     assert not {c.delivery.id for c in rest} & {c.delivery.id for c in claimed}
 
