@@ -373,13 +373,15 @@ async def _wait_for(session: aiohttp.ClientSession, base: str, target: int) -> f
     return time.perf_counter()
 
 
-async def _latencies(db_url: str, prefix: str) -> list[float]:
-    """Publish→2xx milliseconds of the delivered events whose id starts with ``prefix``."""
+async def _latency_parts(db_url: str, prefix: str) -> list[tuple[float, float]]:
+    """(publish until the attempt started, the request) in milliseconds, for
+    each delivered event whose id starts with ``prefix``."""
     conn = await asyncpg.connect(db_url.replace("+asyncpg", ""))
     try:
         rows = await conn.fetch(
             """
-            SELECT EXTRACT(EPOCH FROM (a.start_time - d.create_time)) * 1000 + a.latency_ms AS ms
+            SELECT EXTRACT(EPOCH FROM (a.start_time - d.create_time)) * 1000 AS waited,
+                   a.latency_ms AS sent
             FROM notification_attempts a
             JOIN notification_deliveries d ON d.id = a.delivery_id
             JOIN notification_events e ON e.id = d.event_pk
@@ -389,7 +391,12 @@ async def _latencies(db_url: str, prefix: str) -> list[float]:
         )
     finally:
         await conn.close()
-    return sorted(float(r["ms"]) for r in rows)
+    return [(float(r["waited"]), float(r["sent"])) for r in rows]
+
+
+async def _latencies(db_url: str, prefix: str) -> list[float]:
+    """Publish→2xx milliseconds of the delivered events whose id starts with ``prefix``."""
+    return sorted(waited + sent for waited, sent in await _latency_parts(db_url, prefix))
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import grpc
 
 from bench.delivery import (
@@ -40,6 +39,7 @@ from bench.delivery import (
     _batch_publish,
     _cpu_seconds,
     _latencies,
+    _latency_parts,
     _paced_batches,
     _paced_publish,
     _pct,
@@ -72,23 +72,9 @@ TARGET = os.environ.get("PROFILE_TARGET", "dispatcher")
 
 async def _breakdown(db_url: str, prefix: str) -> str:
     """Where publish→2xx went: until the attempt started, and the request."""
-    conn = await asyncpg.connect(db_url.replace("+asyncpg", ""))
-    try:
-        rows = await conn.fetch(
-            """
-            SELECT EXTRACT(EPOCH FROM (a.start_time - d.create_time)) * 1000 AS waited,
-                   a.latency_ms AS sent
-            FROM notification_attempts a
-            JOIN notification_deliveries d ON d.id = a.delivery_id
-            JOIN notification_events e ON e.id = d.event_pk
-            WHERE a.succeeded AND e.event_id LIKE $1
-            """,
-            prefix + "-%",
-        )
-    finally:
-        await conn.close()
-    waited = sorted(float(r["waited"]) for r in rows)
-    sent = sorted(float(r["sent"]) for r in rows)
+    parts = await _latency_parts(db_url, prefix)
+    waited = sorted(w for w, _ in parts)
+    sent = sorted(s for _, s in parts)
     return (
         f"until the attempt started p50/p99 {_pct(waited, 0.5):.1f} / {_pct(waited, 0.99):.1f} ms;"
         f" the request p50/p99 {_pct(sent, 0.5):.1f} / {_pct(sent, 0.99):.1f} ms"

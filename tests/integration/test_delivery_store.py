@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
@@ -79,6 +79,20 @@ async def _claim(ctx: AppContext, limit: int = 10) -> list[ClaimedDelivery]:
             token=str(uuid.uuid4()),
             lease_margin=timedelta(seconds=1),
         )
+
+
+async def _claim_plain(
+    pg: asyncpg.Connection, now: datetime, limit: int
+) -> tuple[list[ClaimedDelivery], int]:
+    """claim_plain as the dispatcher calls it, for a test owner."""
+    return await delivery_queue.claim_plain(
+        pg,
+        now=now,
+        limit=limit,
+        owner="t",
+        token=str(uuid.uuid4()),
+        lease_margin=timedelta(seconds=1),
+    )
 
 
 async def test_publish_is_idempotent_and_fans_out_to_the_subscription(ctx: AppContext) -> None:
@@ -263,14 +277,7 @@ async def test_one_statement_claim_and_record_on_postgresql(
 
     async def plain(limit: int) -> tuple[list[ClaimedDelivery], int]:
         async with ctx.database.driver() as pg:
-            return await delivery_queue.claim_plain(
-                pg,
-                now=clock(),
-                limit=limit,
-                owner="t",
-                token=str(uuid.uuid4()),
-                lease_margin=timedelta(seconds=1),
-            )
+            return await _claim_plain(pg, clock(), limit)
 
     batches = await asyncio.gather(*[plain(3) for _ in range(5)])
     claimed = [c for batch, _ in batches for c in batch]
@@ -340,18 +347,8 @@ async def test_the_claim_is_a_heap_only_update_on_postgresql(
             {"now": clock()},
         )
 
-    async def claim(pg: asyncpg.Connection, limit: int) -> tuple[list[ClaimedDelivery], int]:
-        return await delivery_queue.claim_plain(
-            pg,
-            now=clock(),
-            limit=limit,
-            owner="t",
-            token=str(uuid.uuid4()),
-            lease_margin=timedelta(seconds=1),
-        )
-
     async with pg_ctx.database.driver() as pg, pg.transaction():
-        claimed, gated = await claim(pg, 100)
+        claimed, gated = await _claim_plain(pg, clock(), 100)
         updated, hot = await pg.fetchrow(
             "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
             "WHERE relname = 'notification_deliveries'"
@@ -360,7 +357,7 @@ async def test_the_claim_is_a_heap_only_update_on_postgresql(
     assert (updated, hot) == (100, 100)
     # Leased rows keep their due time and stay out of the next claim.
     async with pg_ctx.database.driver() as pg:
-        rest, _ = await claim(pg, 300)
+        rest, _ = await _claim_plain(pg, clock(), 300)
     assert len(rest) == 200
     assert not {c.delivery.id for c in rest} & {c.delivery.id for c in claimed}
 
