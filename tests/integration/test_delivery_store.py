@@ -392,40 +392,66 @@ async def test_a_driver_connection_lost_under_a_statement_is_an_outage(
         assert await pg.fetchval("SELECT 2") == 2
 
 
+async def _claim_plan(pg: asyncpg.Connection, *, analyzed: bool, now: datetime) -> str:
+    """The claim's generic plan on ``pg`` over a queue of 50,000 due rows,
+    with or without the table's statistics."""
+    await pg.execute(
+        """
+        INSERT INTO notification_deliveries
+            (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+             attempt_count, round_failures, next_attempt_time, create_time, update_time)
+        SELECT md5(i::text), 'p', 'CONNECTIVITY_CHECK', NULL, 'cfg-' || (i % 100),
+               md5('t' || i::text), 'PENDING', 0, 0,
+               $1::timestamptz - (50000 - i) * interval '1 millisecond', $1, $1
+        FROM generate_series(1, 50000) AS i
+        """,
+        now,
+    )
+    if analyzed:
+        await pg.execute("ANALYZE notification_deliveries")
+    await pg.execute(
+        "PREPARE claim(timestamptz, int, text[], text, text, text, interval) AS "
+        + delivery_queue.claim_statement(100)
+    )
+    try:
+        async with pg.transaction():
+            await pg.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            rows = await pg.fetch(
+                "EXPLAIN EXECUTE claim(now(), 100, '{}', 'o', 't', 'DISABLED', '1 minute')"
+            )
+    finally:
+        await pg.execute("DEALLOCATE claim")
+    return "\n".join(r[0] for r in rows)
+
+
+@pytest.mark.parametrize("analyzed", [True, False], ids=["analyzed", "no-statistics"])
 async def test_the_claims_generic_plan_scans_the_due_index_on_postgresql(
-    pg_ctx: AppContext, clock: FakeClock
+    pg_ctx: AppContext, clock: FakeClock, analyzed: bool
 ) -> None:
     """PostgreSQL settles on a prepared statement's generic plan after five
     runs only if that plan is not costlier than the planned-each-time ones:
     the claim's must be able to use the partial due index (a literal state,
     a constant limit), or every claim on a long queue pays ~0.8 ms of
-    planning (docs/delivery.md, round 4)."""
-    async with pg_ctx.database.driver() as pg:
-        await pg.execute(
-            """
-            INSERT INTO notification_deliveries
-                (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
-                 attempt_count, round_failures, next_attempt_time, create_time, update_time)
-            SELECT md5(i::text), 'p', 'CONNECTIVITY_CHECK', NULL, 'cfg-' || (i % 100),
-                   md5('t' || i::text), 'PENDING', 0, 0,
-                   $1::timestamptz - (50000 - i) * interval '1 millisecond', $1, $1
-            FROM generate_series(1, 50000) AS i
-            """,
-            clock(),
-        )
-        await pg.execute("ANALYZE notification_deliveries")
-        await pg.execute(
-            "PREPARE claim(timestamptz, int, text[], text, text, text, interval) AS "
-            + delivery_queue.claim_statement(100)
-        )
-        async with pg.transaction():
-            await pg.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            plan = "\n".join(
-                r[0]
-                for r in await pg.fetch(
-                    "EXPLAIN EXECUTE claim(now(), 100, '{}', 'o', 't', 'DISABLED', '1 minute')"
-                )
-            )
-        await pg.execute("DEALLOCATE claim")
+    planning (docs/delivery.md, round 4). And on the queue connections that
+    plan reads the due index in order even before ANALYZE has seen a bulk
+    publish: planned from no statistics it was a bitmap scan and a sort of
+    every due row (round 6)."""
+    async with pg_ctx.database.driver(queue=True) as pg:
+        plan = await _claim_plan(pg, analyzed=analyzed, now=clock())
     assert "Index Scan using ix_notification_deliveries_due" in plan, plan
     assert "Seq Scan on notification_deliveries" not in plan, plan
+    assert "Bitmap" not in plan, plan
+    assert "Sort Key: d.next_attempt_time" not in plan, plan
+
+
+async def test_queue_connections_keep_their_planner_settings_to_themselves(
+    pg_ctx: AppContext,
+) -> None:
+    """The planner settings of the queue connections never reach the pool
+    that serves every other statement."""
+    async with pg_ctx.database.driver(queue=True) as pg:
+        assert await pg.fetchval("SHOW enable_bitmapscan") == "off"
+        assert await pg.fetchval("SHOW enable_seqscan") == "off"
+    async with pg_ctx.database.driver() as pg:
+        assert await pg.fetchval("SHOW enable_bitmapscan") == "on"
+        assert await pg.fetchval("SHOW enable_seqscan") == "on"

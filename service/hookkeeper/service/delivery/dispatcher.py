@@ -162,7 +162,7 @@ class Dispatcher:
         if not self._ctx.database.is_sqlite:
             # One statement in autocommit for the common case; rows behind a
             # gate (disabled, Retry-After, per-second cap) take the path below.
-            async with self._ctx.database.driver() as pg:
+            async with self._ctx.database.driver(queue=True) as pg:
                 claimed, gated = await delivery_queue.claim_plain(
                     pg,
                     now=self._ctx.clock(),

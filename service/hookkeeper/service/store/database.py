@@ -20,6 +20,17 @@ from hookkeeper.service.store.availability import Availability, ConnectionLost, 
 from hookkeeper.service.store.group_commit import GroupCommit
 
 _WRITE = "hookkeeper_write"
+# The planner settings of the dispatcher's queue connections (``driver(queue=
+# True)``). The queue's statistics are stale by nature: a bulk publish adds
+# 100,000 due rows in a second, ANALYZE follows up to a minute later, and
+# until then the planner guesses a few dozen due rows and plans the claim as
+# a bitmap scan of every due row plus a sort, 30 ms and more per claim on a
+# queue of 30,000 (docs/delivery.md, round 6). Without bitmap and sequential
+# scans the only plan left reads the due index in order and stops at the
+# claim's LIMIT, whatever the statistics say.
+QUEUE_PLANNER_SETTINGS = {"enable_bitmapscan": "off", "enable_seqscan": "off"}
+# Queue connections per process: the dispatcher runs two claims at once.
+_QUEUE_POOL_SIZE = 2
 
 # The store's handle on an open transaction. The layers above pass it to the
 # repository functions without looking inside, so they need not know SQLAlchemy.
@@ -54,8 +65,22 @@ class Database:
                 connect_args={"timeout": connect_timeout},
             )
         self.engine: AsyncEngine = create_async_engine(url, **options)
+        self._queue_engine: AsyncEngine | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            # Its own small pool: the settings hold for the connection's
+            # whole life, so no other statement ever runs under them.
+            queue_options = {
+                **options,
+                "pool_size": _QUEUE_POOL_SIZE,
+                "max_overflow": _QUEUE_POOL_SIZE,
+                "connect_args": {
+                    "timeout": connect_timeout,
+                    "server_settings": QUEUE_PLANNER_SETTINGS,
+                },
+            }
+            self._queue_engine = create_async_engine(url, **queue_options)
         # Blind writes of concurrent callers share round trips and commits
         # (PostgreSQL; SQLite serialises writers on its file lock anyway).
         self.group_commit: GroupCommit | None = (
@@ -106,9 +131,11 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def driver(self) -> AsyncIterator[asyncpg.Connection]:
+    async def driver(self, *, queue: bool = False) -> AsyncIterator[asyncpg.Connection]:
         """PostgreSQL only: the asyncpg connection of a pooled connection, for
-        the dispatcher's claim and record statements (docs/delivery.md): no
+        the dispatcher's claim and record statements (docs/delivery.md). With
+        ``queue``, one of the queue connections, whose planner reaches rows
+        only through indexes (``QUEUE_PLANNER_SETTINGS``): for the claim. No
         SQLAlchemy execution path (its cursor adapter, result rows and
         greenlet switches per statement). Outside any transaction, so each
         statement commits by itself, as in ``autocommit``; asyncpg prepares
@@ -116,7 +143,8 @@ class Database:
         failed other than by the server's refusal (a dropped connection, a
         cancellation midway) is closed, never pooled again; one lost under
         its statement is reported as an outage, as on SQLAlchemy's path."""
-        async with self._reachable(), self.engine.connect() as conn:
+        engine = self._queue_engine if queue and self._queue_engine else self.engine
+        async with self._reachable(), engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             if driver is None:
                 raise ConnectionLost("the pooled connection is closed")
@@ -148,7 +176,7 @@ class Database:
             # Flipped before any await, so one caller does what follows.
             self.availability.came_back()
             # Connections pooled before the outage are dead: start afresh.
-            await self.engine.dispose()
+            await self._dispose()
 
     async def probe(self, limit_seconds: float) -> bool:
         """Whether the database answers ``SELECT 1`` within ``limit_seconds``
@@ -171,7 +199,12 @@ class Database:
         """Waits for the blind writes in flight, then closes every pooled connection."""
         if self.group_commit is not None:
             await self.group_commit.close()
+        await self._dispose()
+
+    async def _dispose(self) -> None:
         await self.engine.dispose()
+        if self._queue_engine is not None:
+            await self._queue_engine.dispose()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
