@@ -489,7 +489,7 @@ async def _run(tmp: Path, db_url: str) -> dict[str, Any]:
             )
             processes.append(dispatcher)
             # Every worker logs its start (to the log it shares with the supervisor).
-            started = " started (concurrency"
+            started = " started on "
             while dispatcher.output().count(started) < DISPATCHER_WORKERS:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             began = time.perf_counter()

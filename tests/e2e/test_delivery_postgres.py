@@ -69,9 +69,15 @@ async def test_two_dispatchers_never_send_the_same_attempt_concurrently(
             return 200
 
         receiver.behaviour = slow_ok
-        dispatchers = [stack.dispatcher("dispatcher-1"), stack.dispatcher("dispatcher-2")]
+        # One on each event loop the setting offers: they share the queue alike.
+        dispatchers = [
+            stack.dispatcher("dispatcher-1"),
+            stack.dispatcher("dispatcher-2", HOOKKEEPER_DISPATCHER_EVENT_LOOP="asyncio"),
+        ]
         # Both are polling before any work exists, so both get a share.
         await wait_started(dispatchers)
+        assert " started on uvloop " in dispatchers[0].output()
+        assert " started on asyncio " in dispatchers[1].output()
         for i in range(EVENTS):
             await api.publish(who, "GuestReviewSubmitted", f"e-{i}")
         await receiver.wait_until(lambda: len(receiver.posts()) >= EVENTS, within=60)

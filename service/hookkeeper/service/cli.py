@@ -144,7 +144,9 @@ def dispatcher(workers: int | None) -> None:
     ctx = _context(settings)
     deliveries = delivery.build(ctx, settings, with_dispatcher=True)
     try:
-        asyncio.run(delivery.run_until_signalled(deliveries, ctx))
+        factory = delivery.loop_factory(settings.dispatcher_event_loop)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(delivery.run_until_signalled(deliveries, ctx))
     finally:
         telemetry.shutdown()
 

@@ -500,8 +500,9 @@ class Dispatcher:
             asyncio.create_task(self._report_queue(stop)) if telemetry.metrics_enabled() else None
         )
         _log.info(
-            "dispatcher %s started (concurrency %d, batch %d, poll %.2fs)",
+            "dispatcher %s started on %s (concurrency %d, batch %d, poll %.2fs)",
             self.owner,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
             options.concurrency,
             options.batch_size,
             options.poll_interval,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,6 +50,22 @@ async def run_until_signalled(runtime: DeliveryRuntime, ctx: AppContext) -> None
         await runtime.run(stop)
     finally:
         await ctx.database.close()
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory of ``hookkeeper dispatcher`` for the setting
+    ``dispatcher_event_loop`` (None: asyncio's own). The dispatcher uses
+    asyncio's API only, so either runs it; uvloop's transports and timers
+    cost ~14 % less CPU per delivery in the benchmark (docs/delivery.md)."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as error:
+        raise RuntimeError(
+            "uvloop is not installed: set HOOKKEEPER_DISPATCHER_EVENT_LOOP=asyncio"
+        ) from error
+    return uvloop.new_event_loop
 
 
 def default_notifications(ctx: AppContext) -> Notifications:
