@@ -11,12 +11,13 @@ from sqlalchemy import select, text
 from hookkeeper.service.app.callback_configs import CallbackConfigs
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.key_rotation import rotate_keys
-from hookkeeper.service.app.secret_rotation import SecretRotation
+from hookkeeper.service.app.secret_rotation import OpenedSecrets, SecretRotation
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
 from hookkeeper.service.domain import signing
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from hookkeeper.service.domain.names import ConfigName
+from hookkeeper.service.store import callback_configs as store
 from hookkeeper.service.store.tables import callback_secrets
 from tests.support.clock import FakeClock
 
@@ -111,6 +112,35 @@ async def test_refresh_keep_then_sign_with_both(app_context: AppContext, clock: 
     clock.advance(timedelta(days=3))
     signed = await rotation.sign(created.config.name, b"{}", None)
     assert signed.header == signing.sign([refreshed.secret], signed.timestamp, b"{}")
+
+
+async def test_a_batch_reuses_its_signing_secrets_only_while_they_hold(
+    app_context: AppContext, clock: FakeClock
+) -> None:
+    """The dispatcher's batch cache (OpenedSecrets) picks the signing secrets
+    again at the moment the previous secret retires, not a moment later."""
+    configs = CallbackConfigs(app_context)
+    rotation = SecretRotation(app_context)
+    created = await configs.create("acme", FIELDS)
+    clock.advance(timedelta(days=10))  # the refresh's secret is the newer one
+    refreshed = await rotation.refresh(created.config.name, keep_existing=True)
+    async with app_context.database.read() as conn:
+        records = (
+            await store.live_secrets(conn, "acme", created.config.name.config_id, clock.now)
+        )[1]
+    opened = OpenedSecrets()
+
+    def sign() -> str:
+        signed = rotation.sign_with(created.config.name, "", records, b"{}", clock.now, "", opened)
+        return signed.header
+
+    both = [refreshed.secret, created.secret]
+    assert sign() == signing.sign(both, signing.epoch_millis(clock.now), b"{}")
+    assert len(opened) == 2
+    clock.advance(timedelta(days=3) - timedelta(microseconds=1))
+    assert sign() == signing.sign(both, signing.epoch_millis(clock.now), b"{}")
+    clock.advance(timedelta(microseconds=1))  # the previous secret retires now
+    assert sign() == signing.sign([refreshed.secret], signing.epoch_millis(clock.now), b"{}")
 
 
 async def test_refresh_without_keep_ends_old_secret_now(app_context: AppContext) -> None:

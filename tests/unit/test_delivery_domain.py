@@ -9,10 +9,12 @@ import hmac
 import json
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hookkeeper.service.delivery.http import ForbiddenAddress, GuardedResolver, refusal
 from hookkeeper.service.domain import envelope, event_types, retry
@@ -210,3 +212,16 @@ def test_bulk_ids_are_canonical_distinct_version_4_uuids() -> None:
     # The variant digit takes all four values (its low bits stay random).
     assert {text[19] for text in ids} == set("89ab")
     assert uuid4_strings(0) == []
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1000, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+    )
+)
+def test_event_times_are_utc_with_milliseconds_truncated(moment: datetime) -> None:
+    utc = moment.astimezone(UTC)
+    expected = utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    assert envelope.iso_millis(moment) == expected

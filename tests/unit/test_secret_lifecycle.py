@@ -92,3 +92,18 @@ def test_generated_secret_characters_are_uniform() -> None:
     mean_rest = sum(counts[c] for c in rest) / len(rest)
     assert abs(mean_first / mean_rest - 1) < 0.08
     assert all(abs(n - expected) < expected * 0.2 for n in counts.values())
+
+
+def test_the_signing_window_holds_until_a_secret_starts_or_stops_signing() -> None:
+    old = period("old", NOW - timedelta(days=2), NOW + YEAR, NOW + timedelta(days=1))
+    new = period("new", NOW - timedelta(days=1), NOW + YEAR)
+    active, until = lifecycle.signing_window([old, new], NOW)
+    assert [p.secret_id for p in active] == ["new", "old"]
+    assert until == NOW + timedelta(days=1)  # the old one's retirement
+    active, until = lifecycle.signing_window([old, new], NOW + timedelta(days=1))
+    assert [p.secret_id for p in active] == ["new"]
+    assert until == NOW + YEAR
+    # A secret not yet signing bounds the window by its creation.
+    future = period("future", NOW + timedelta(hours=1), NOW + YEAR)
+    assert lifecycle.signing_window([new, future], NOW)[1] == NOW + timedelta(hours=1)
+    assert lifecycle.signing_window([new], NOW + YEAR) == ([], None)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hookkeeper.service.app.context import AppContext, api_key_aad
-from hookkeeper.service.app.secret_rotation import SecretRotation, Signature
+from hookkeeper.service.app.secret_rotation import OpenedSecrets, SecretRotation, Signature
 from hookkeeper.service.app.sending import Answer, Sender
 from hookkeeper.service.crypto.keyring import KeyringError
 from hookkeeper.service.domain import envelope, event_types, retry, throttling
@@ -106,7 +106,7 @@ class BatchKeys:
 
     def __init__(self) -> None:
         self.api_keys: dict[str, str] = {}
-        self.secrets: dict[str, str] = {}
+        self.secrets = OpenedSecrets()
 
     def __repr__(self) -> str:
         return f"BatchKeys(<{len(self.api_keys)} api keys, {len(self.secrets)} secrets>)"

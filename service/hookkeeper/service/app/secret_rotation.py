@@ -73,6 +73,23 @@ def _period(record: SecretRecord) -> lifecycle.SecretPeriod:
     )
 
 
+class OpenedSecrets:
+    """Secrets decrypted for one batch of deliveries, kept only as long as the
+    batch (never beyond): each secret by id, and each configuration's signing
+    secrets, newest first, with the span of time they hold for (from, until;
+    None: no end), so a batch's deliveries skip the lifecycle rules too."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, str] = {}
+        self.signing: dict[str, tuple[datetime, datetime | None, list[str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __repr__(self) -> str:
+        return f"OpenedSecrets(<{len(self.by_id)} secrets>)"
+
+
 class SecretRotation:
     """Refreshes secrets and signs with them."""
 
@@ -164,23 +181,23 @@ class SecretRotation:
         payload: bytes,
         moment: datetime,
         webhook_id: str = "",
-        opened: dict[str, str] | None = None,
+        opened: OpenedSecrets | None = None,
     ) -> Signature:
         """``sign`` from secrets already read (the dispatcher reads them with
-        its claim). ``opened`` keeps decrypted secrets by id for the caller's
-        batch, so each is decrypted once per batch, not once per delivery."""
+        its claim). ``opened`` keeps what the caller's batch decrypted and
+        chose, so each secret is decrypted once per batch, and the signing
+        secrets of a configuration are chosen again only when one of its
+        secrets starts or stops signing."""
         now = self._ctx.clock()
         if scheme == STANDARD_WEBHOOKS:
             violation = check_event_id(webhook_id, "webhook_id")
             if violation is not None:
                 raise InvalidArgument([violation])
-        active = lifecycle.active_newest_first([_period(r) for r in records], now)
-        if not active:
+        secrets = self._signing_secrets(name.config_id, records, now, opened)
+        if not secrets:
             raise FailedPrecondition(
                 "the configuration's secret has expired; refresh it to sign again"
             )
-        by_id = {r.id: r for r in records}
-        secrets = [self._open(by_id[p.secret_id], opened) for p in active]
         trail.AuditTrail(self._ctx).count_sign(str(name), name.partner_id)
         if scheme == STANDARD_WEBHOOKS:
             timestamp = swh.unix_seconds(moment)
@@ -204,11 +221,30 @@ class SecretRotation:
         key = ("secrets", name.partner_id, name.config_id)
         return await read_through(self._ctx.cache, key, load)
 
-    def _open(self, record: SecretRecord, opened: dict[str, str] | None = None) -> str:
-        if opened is not None and record.id in opened:
-            return opened[record.id]
+    def _signing_secrets(
+        self,
+        config_id: str,
+        records: Sequence[SecretRecord],
+        now: datetime,
+        opened: OpenedSecrets | None,
+    ) -> list[str]:
+        """The secrets that sign at ``now``, newest first, decrypted."""
+        if opened is not None and (held := opened.signing.get(config_id)) is not None:
+            since, until, secrets = held
+            if since <= now and (until is None or now < until):
+                return secrets
+        active, until = lifecycle.signing_window([_period(r) for r in records], now)
+        by_id = {r.id: r for r in records}
+        secrets = [self._open(by_id[p.secret_id], opened) for p in active]
+        if opened is not None:
+            opened.signing[config_id] = (now, until, secrets)
+        return secrets
+
+    def _open(self, record: SecretRecord, opened: OpenedSecrets | None = None) -> str:
+        if opened is not None and record.id in opened.by_id:
+            return opened.by_id[record.id]
         aad = secret_aad(record.id, record.callback_config_id)
         secret = self._ctx.keyring.open(record.sealed, aad).decode()
         if opened is not None:
-            opened[record.id] = secret
+            opened.by_id[record.id] = secret
         return secret

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -77,6 +78,7 @@ def _record_admission(admission: Admission) -> None:
     telemetry.record_throttled("rate_limit", admission.rate_deferred)
 
 
+@functools.lru_cache(maxsize=_FAST_HOSTS_KEPT)
 def host_of(url: str) -> str:
     """The callback host an attempt occupies: ``host:port`` as written."""
     return urlsplit(url).netloc.lower()

@@ -11,6 +11,7 @@ aiohttp, so they are checked before the request. Redirects are not followed
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import time
@@ -61,6 +62,9 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+# Pure functions of the URL, asked once per attempt: a few thousand callback
+# URLs cover the dispatcher's traffic, so each is parsed once.
+@functools.lru_cache(maxsize=4096)
 def refusal(url: str, *, allow_insecure: bool) -> str | None:
     """Why ``url`` may not be contacted before any DNS lookup, or None."""
     parts = urlsplit(url)
@@ -126,10 +130,10 @@ class Sender:
             async with self._client().request(
                 method,
                 url,
-                headers=dict(headers),
+                headers=headers,
                 data=body,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+                timeout=_timeout(timeout_seconds),
             ) as response:
                 await response.content.read(_MAX_ANSWER_BYTES)
                 if not response.content.at_eof():
@@ -158,6 +162,12 @@ class Sender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """One (immutable) timeout per value: configurations share a handful."""
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def scrub_url(text: str, url: str) -> str:

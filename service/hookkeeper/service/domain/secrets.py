@@ -107,6 +107,16 @@ def active_newest_first(periods: list[SecretPeriod], now: datetime) -> list[Secr
     return [p for p in newest_first(periods) if p.is_active(now)]
 
 
+def signing_window(
+    periods: list[SecretPeriod], now: datetime
+) -> tuple[list[SecretPeriod], datetime | None]:
+    """``active_newest_first(periods, now)``, and the first moment after
+    ``now`` at which any of ``periods`` starts or stops signing (None: none
+    ever does): the answer holds for every moment from ``now`` until then."""
+    changes = [t for p in periods for t in (p.create_time, p.end_time) if t > now]
+    return active_newest_first(periods, now), min(changes, default=None)
+
+
 def is_ended(period: SecretPeriod, now: datetime) -> bool:
     """Whether a secret will never sign again (safe to delete)."""
     return period.end_time <= now

@@ -49,7 +49,7 @@ def unix_seconds(moment: datetime) -> str:
 
 def _digest(key: bytes, message_id: str, timestamp: str, body: bytes) -> str:
     signed = message_id.encode() + b"." + timestamp.encode() + b"." + body
-    return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(key, signed, hashlib.sha256)).decode()
 
 
 def sign(secrets_newest_first: Sequence[str], message_id: str, timestamp: str, body: bytes) -> str:
