@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.run import Section
 from hookkeeper.service.store import delivery_queue, migrate
+from hookkeeper.service.store.database import QUEUE_PLANNER_SETTINGS
 from tests.support.postgres import create_database, drop_database
 
 DELIVERIES = int(os.environ.get("BENCH_SCALE_DELIVERIES", "1000000"))
@@ -53,7 +54,9 @@ async def _database(rows: int) -> tuple[str, str, AsyncEngine]:
     try:
         with ThreadPoolExecutor(1) as pool:
             await asyncio.get_running_loop().run_in_executor(pool, migrate.upgrade, url)
-        engine = create_async_engine(url)
+        # The planner settings of the dispatcher's queue connections
+        # (Database.driver(queue=True)), on which the claim runs.
+        engine = create_async_engine(url, connect_args={"server_settings": QUEUE_PLANNER_SETTINGS})
         start = datetime.now(UTC) - timedelta(days=30)
         async with engine.begin() as conn:
             await conn.execute(_FILL, {"n": rows, "start": start, "salt": uuid.uuid4().hex})
@@ -66,7 +69,7 @@ async def _database(rows: int) -> tuple[str, str, AsyncEngine]:
 
 async def _claim_ms(engine: AsyncEngine) -> float:
     async with engine.connect() as conn:
-        # The driver's connection, as the dispatcher's (Database.driver).
+        # The driver's connection, as the dispatcher's (Database.driver(queue=True)).
         pg = (await conn.get_raw_connection()).driver_connection
         assert pg is not None
         transaction = pg.transaction()
