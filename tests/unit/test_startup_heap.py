@@ -1,5 +1,5 @@
 """The server's heap at start-up is kept out of the garbage collector's
-full collections (``server.freeze_startup_heap``)."""
+full collections (``startup_heap.freeze_startup_heap``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hookkeeper.service.server import freeze_startup_heap
+from hookkeeper.service.startup_heap import freeze_startup_heap
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_startup_objects_are_frozen_and_garbage_is_not() -> None:
     collected: list[bool] = []
     weakref.finalize(garbage, collected.append, True)
     del garbage
-    freeze_startup_heap()
+    frozen = freeze_startup_heap()
     assert collected == [True]  # collected before the freeze, not kept
-    assert gc.get_freeze_count() > 0
+    assert frozen == gc.get_freeze_count() > 0
     assert not any(o is kept for o in gc.get_objects())  # out of every generation

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -57,6 +56,7 @@ from hookkeeper.service.domain.principals import (
     parse_principals,
 )
 from hookkeeper.service.settings import Settings
+from hookkeeper.service.startup_heap import freeze_startup_heap
 
 # grpc-stubs does not know the asyncio health servicer.
 AioHealthServicer = health.aio.HealthServicer  # type: ignore[attr-defined]
@@ -197,18 +197,6 @@ async def start_server(
         )
     )
     return RunningServer(server, port, health_servicer, follower, certificates)
-
-
-def freeze_startup_heap() -> None:
-    """Moves every object alive once the server is built (modules, classes,
-    protobuf descriptors, SQLAlchemy's metadata: ~130,000 of them) out of the
-    cyclic garbage collector's reach. They live as long as the process, yet
-    each full collection walked them all, and a BatchPublishEvents of 1,000
-    events allocates enough to trigger one every few calls: 7.5 of 34.5 ms
-    per batch in-process (docs/delivery.md, round 5). Garbage is collected
-    first, so none of it is kept."""
-    gc.collect()
-    gc.freeze()
 
 
 async def serve_until_signalled(

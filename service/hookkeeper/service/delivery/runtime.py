@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from hookkeeper.service.app.notifications import DeliveryOptions, Notifications
 from hookkeeper.service.delivery.dispatcher import Dispatcher, DispatcherOptions
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.settings import Settings
+from hookkeeper.service.startup_heap import freeze_startup_heap
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,6 +46,8 @@ class DeliveryRuntime:
 async def run_until_signalled(runtime: DeliveryRuntime, ctx: AppContext) -> None:
     """``hookkeeper dispatcher``: runs until SIGTERM or SIGINT, finishes the
     attempts in flight, records them, and exits."""
+    frozen = freeze_startup_heap()
+    _log.info("start-up heap frozen: %d objects out of full collections", frozen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
