@@ -455,3 +455,68 @@ async def test_queue_connections_keep_their_planner_settings_to_themselves(
     async with pg_ctx.database.driver() as pg:
         assert await pg.fetchval("SHOW enable_bitmapscan") == "on"
         assert await pg.fetchval("SHOW enable_seqscan") == "on"
+
+
+async def test_the_records_generic_plan_looks_each_row_up_on_postgresql(
+    pg_ctx: AppContext, clock: FakeClock
+) -> None:
+    """The record finds each outcome's row by its key and updates that
+    version by ctid, whatever the statistics say: on a queue never analyzed,
+    its generic plan used to scan every pending row once per outcome (the
+    settle's join planned for a table of one row; docs/delivery.md, round 6)."""
+    async with pg_ctx.database.driver(queue=True) as pg:
+        await pg.execute(
+            """
+            INSERT INTO notification_deliveries
+                (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
+                 attempt_count, round_failures, next_attempt_time, create_time, update_time,
+                 lease_token)
+            SELECT md5(i::text), 'p', 'CONNECTIVITY_CHECK', NULL, 'cfg-' || (i % 7),
+                   md5('t' || i::text), 'PENDING', 1, 0, $1, $1, $1, 'token'
+            FROM generate_series(1, 3000) AS i
+            """,
+            clock(),
+        )
+        await pg.execute(
+            "PREPARE record(text[], text[], text[], int[], timestamptz[], int[], int[], "
+            "bool[], text[], text[], text[], int[], timestamptz[], text[], text, "
+            "timestamptz, text, text[]) AS " + attempts._RECORD_PG
+        )
+        ids = "ARRAY[" + ",".join(f"md5('{i}')" for i in range(1, 51)) + "]"
+
+        def fill(value: str) -> str:
+            return f"array_fill({value}, ARRAY[50])"
+
+        arguments = ", ".join(
+            [
+                ids,
+                ids,
+                fill("'p'::text"),
+                fill("1"),
+                fill("now()"),
+                fill("1"),
+                fill("200"),
+                fill("true"),
+                fill("''::text"),
+                fill("'token'::text"),
+                fill("'DELIVERED'::text"),
+                fill("0"),
+                fill("NULL::timestamptz"),
+                fill("NULL::text"),
+                "'d'",
+                "now()",
+                "'PENDING'",
+                "'{}'",
+            ]
+        )
+        try:
+            async with pg.transaction():
+                await pg.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                rows = await pg.fetch(f"EXPLAIN EXECUTE record({arguments})")
+        finally:
+            await pg.execute("DEALLOCATE record")
+    plan = "\n".join(r[0] for r in rows)
+    assert "Index Scan using pk_notification_deliveries" in plan, plan
+    assert "Tid Scan on notification_deliveries" in plan, plan
+    assert "ix_notification_deliveries_config_state" not in plan, plan
+    assert "Seq Scan on notification_deliveries" not in plan, plan

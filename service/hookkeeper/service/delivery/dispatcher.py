@@ -423,7 +423,7 @@ class Dispatcher:
         if not self._ctx.database.is_sqlite and all(o.attempt.succeeded for o in events):
             # The common case in one statement: nothing for endpoint health
             # to do but end the failure runs of these configurations.
-            async with self._ctx.database.driver() as pg:
+            async with self._ctx.database.driver(queue=True) as pg:
                 await attempts.record_batch(
                     pg,
                     [o.attempt for o in batch],

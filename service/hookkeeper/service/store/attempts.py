@@ -63,7 +63,12 @@ async def insert_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord
 # failures of the configurations whose attempts all succeeded ended (rows
 # locked in id order, as everywhere). Only for batches in which no delivery of
 # an event failed: a failure goes through endpoint health's transactional
-# path (holds, disabling, notices).
+# path (holds, disabling, notices). Each outcome's row is found by its primary
+# key (``mine``: OFFSET 0 keeps the LATERAL a lookup per outcome, not a join
+# whose order rests on statistics: planned from none, the settle scanned every
+# pending row once per outcome, 111 ms for 136 outcomes), then updated by that
+# version's ctid, so a row changed since it was read (a cancellation) has
+# another ctid and is left alone, as the fence requires.
 _RECORD_PG = """
 WITH o AS (
     SELECT * FROM unnest(
@@ -80,13 +85,23 @@ WITH o AS (
     SELECT attempt_id, delivery_id, partner_id, attempt_number, start_time, latency_ms,
            http_status, succeeded, error, $15
     FROM o
+), mine AS MATERIALIZED (
+    SELECT o.*, found.row_tid
+    FROM o
+    CROSS JOIN LATERAL (
+        SELECT d.ctid AS row_tid, d.lease_token, d.state
+        FROM notification_deliveries d
+        WHERE d.id = o.delivery_id
+        OFFSET 0
+    ) found
+    WHERE found.lease_token = o.token AND found.state = $17
 ), settled AS (
     UPDATE notification_deliveries d
-    SET state = o.state, round_failures = o.round_failures,
-        next_attempt_time = o.next_attempt_time, lease_owner = NULL, lease_token = NULL,
-        lease_expire_time = NULL, last_error = o.last_error, update_time = $16
-    FROM o
-    WHERE d.id = o.delivery_id AND d.lease_token = o.token AND d.state = $17
+    SET state = mine.state, round_failures = mine.round_failures,
+        next_attempt_time = mine.next_attempt_time, lease_owner = NULL, lease_token = NULL,
+        lease_expire_time = NULL, last_error = mine.last_error, update_time = $16
+    FROM mine
+    WHERE d.ctid = mine.row_tid
 ), recovered AS (
     UPDATE endpoint_health SET failing_since = NULL
     WHERE callback_config_id IN (

@@ -27,10 +27,12 @@ _WRITE = "hookkeeper_write"
 # a bitmap scan of every due row plus a sort, 30 ms and more per claim on a
 # queue of 30,000 (docs/delivery.md, round 6). Without bitmap and sequential
 # scans the only plan left reads the due index in order and stops at the
-# claim's LIMIT, whatever the statistics say.
+# claim's LIMIT, whatever the statistics say; and the record looks each
+# outcome's row up by its key.
 QUEUE_PLANNER_SETTINGS = {"enable_bitmapscan": "off", "enable_seqscan": "off"}
-# Queue connections per process: the dispatcher runs two claims at once.
-_QUEUE_POOL_SIZE = 2
+# Queue connections per process: the dispatcher runs two claims and one
+# record at once.
+_QUEUE_POOL_SIZE = 3
 
 # The store's handle on an open transaction. The layers above pass it to the
 # repository functions without looking inside, so they need not know SQLAlchemy.
@@ -135,7 +137,8 @@ class Database:
         """PostgreSQL only: the asyncpg connection of a pooled connection, for
         the dispatcher's claim and record statements (docs/delivery.md). With
         ``queue``, one of the queue connections, whose planner reaches rows
-        only through indexes (``QUEUE_PLANNER_SETTINGS``): for the claim. No
+        only through indexes (``QUEUE_PLANNER_SETTINGS``): for the claim and
+        the record. No
         SQLAlchemy execution path (its cursor adapter, result rows and
         greenlet switches per statement). Outside any transaction, so each
         statement commits by itself, as in ``autocommit``; asyncpg prepares
