@@ -55,7 +55,7 @@ async def _database(rows: int) -> tuple[str, str, AsyncEngine]:
         with ThreadPoolExecutor(1) as pool:
             await asyncio.get_running_loop().run_in_executor(pool, migrate.upgrade, url)
         # The planner settings of the dispatcher's queue connections
-        # (Database.driver(queue=True)), on which the claim runs.
+        # (Database.driver()), on which the claim runs.
         engine = create_async_engine(url, connect_args={"server_settings": QUEUE_PLANNER_SETTINGS})
         start = datetime.now(UTC) - timedelta(days=30)
         async with engine.begin() as conn:
@@ -69,7 +69,7 @@ async def _database(rows: int) -> tuple[str, str, AsyncEngine]:
 
 async def _claim_ms(engine: AsyncEngine) -> float:
     async with engine.connect() as conn:
-        # The driver's connection, as the dispatcher's (Database.driver(queue=True)).
+        # The driver's connection, as the dispatcher's (Database.driver()).
         pg = (await conn.get_raw_connection()).driver_connection
         assert pg is not None
         transaction = pg.transaction()

@@ -436,7 +436,7 @@ async def test_the_claims_generic_plan_scans_the_due_index_on_postgresql(
     plan reads the due index in order even before ANALYZE has seen a bulk
     publish: planned from no statistics it was a bitmap scan and a sort of
     every due row (round 6)."""
-    async with pg_ctx.database.driver(queue=True) as pg:
+    async with pg_ctx.database.driver() as pg:
         plan = await _claim_plan(pg, analyzed=analyzed, now=clock())
     assert "Index Scan using ix_notification_deliveries_due" in plan, plan
     assert "Seq Scan on notification_deliveries" not in plan, plan
@@ -449,12 +449,12 @@ async def test_queue_connections_keep_their_planner_settings_to_themselves(
 ) -> None:
     """The planner settings of the queue connections never reach the pool
     that serves every other statement."""
-    async with pg_ctx.database.driver(queue=True) as pg:
+    async with pg_ctx.database.driver() as pg:
         assert await pg.fetchval("SHOW enable_bitmapscan") == "off"
         assert await pg.fetchval("SHOW enable_seqscan") == "off"
-    async with pg_ctx.database.driver() as pg:
-        assert await pg.fetchval("SHOW enable_bitmapscan") == "on"
-        assert await pg.fetchval("SHOW enable_seqscan") == "on"
+    async with pg_ctx.database.read() as conn:
+        assert (await conn.execute(text("SHOW enable_bitmapscan"))).scalar() == "on"
+        assert (await conn.execute(text("SHOW enable_seqscan"))).scalar() == "on"
 
 
 async def test_the_records_generic_plan_looks_each_row_up_on_postgresql(
@@ -464,7 +464,7 @@ async def test_the_records_generic_plan_looks_each_row_up_on_postgresql(
     version by ctid, whatever the statistics say: on a queue never analyzed,
     its generic plan used to scan every pending row once per outcome (the
     settle's join planned for a table of one row; docs/delivery.md, round 6)."""
-    async with pg_ctx.database.driver(queue=True) as pg:
+    async with pg_ctx.database.driver() as pg:
         await pg.execute(
             """
             INSERT INTO notification_deliveries

@@ -164,7 +164,7 @@ class Dispatcher:
         if not self._ctx.database.is_sqlite:
             # One statement in autocommit for the common case; rows behind a
             # gate (disabled, Retry-After, per-second cap) take the path below.
-            async with self._ctx.database.driver(queue=True) as pg:
+            async with self._ctx.database.driver() as pg:
                 claimed, gated = await delivery_queue.claim_plain(
                     pg,
                     now=self._ctx.clock(),
@@ -423,7 +423,7 @@ class Dispatcher:
         if not self._ctx.database.is_sqlite and all(o.attempt.succeeded for o in events):
             # The common case in one statement: nothing for endpoint health
             # to do but end the failure runs of these configurations.
-            async with self._ctx.database.driver(queue=True) as pg:
+            async with self._ctx.database.driver() as pg:
                 await attempts.record_batch(
                     pg,
                     [o.attempt for o in batch],

@@ -20,9 +20,9 @@ from hookkeeper.service.store.availability import Availability, ConnectionLost, 
 from hookkeeper.service.store.group_commit import GroupCommit
 
 _WRITE = "hookkeeper_write"
-# The planner settings of the dispatcher's queue connections (``driver(queue=
-# True)``). The queue's statistics are stale by nature: a bulk publish adds
-# 100,000 due rows in a second, ANALYZE follows up to a minute later, and
+# The planner settings of the dispatcher's queue connections (``driver()``).
+# The queue's statistics are stale by nature: a bulk publish adds 100,000 due
+# rows in a second, ANALYZE follows up to a minute later, and
 # until then the planner guesses a few dozen due rows and plans the claim as
 # a bitmap scan of every due row plus a sort, 30 ms and more per claim on a
 # queue of 30,000 (docs/delivery.md, round 6). Without bitmap and sequential
@@ -133,12 +133,11 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def driver(self, *, queue: bool = False) -> AsyncIterator[asyncpg.Connection]:
-        """PostgreSQL only: the asyncpg connection of a pooled connection, for
-        the dispatcher's claim and record statements (docs/delivery.md). With
-        ``queue``, one of the queue connections, whose planner reaches rows
-        only through indexes (``QUEUE_PLANNER_SETTINGS``): for the claim and
-        the record. No
+    async def driver(self) -> AsyncIterator[asyncpg.Connection]:
+        """PostgreSQL only: the asyncpg connection of a queue connection, for
+        the dispatcher's claim and record statements (docs/delivery.md): its
+        planner reaches rows only through indexes (``QUEUE_PLANNER_SETTINGS``).
+        No
         SQLAlchemy execution path (its cursor adapter, result rows and
         greenlet switches per statement). Outside any transaction, so each
         statement commits by itself, as in ``autocommit``; asyncpg prepares
@@ -146,7 +145,7 @@ class Database:
         failed other than by the server's refusal (a dropped connection, a
         cancellation midway) is closed, never pooled again; one lost under
         its statement is reported as an outage, as on SQLAlchemy's path."""
-        engine = self._queue_engine if queue and self._queue_engine else self.engine
+        engine = self._queue_engine or self.engine
         async with self._reachable(), engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             if driver is None:
