@@ -7,16 +7,16 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hookkeeper.service.delivery.http import ForbiddenAddress, GuardedResolver, refusal
+from hookkeeper.service.delivery.http import ForbiddenAddress, refusal
+from hookkeeper.service.delivery.pool import Pool
+from hookkeeper.service.delivery.target import target_of
 from hookkeeper.service.domain import envelope, event_types, retry
 from hookkeeper.service.domain.addresses import forbidden_reason
 from hookkeeper.service.domain.delivery_names import parse_delivery, parse_subscription
@@ -156,30 +156,26 @@ def test_receiver_helper_accepts_either_secret_and_rejects_stale() -> None:
         verify_notification({}, body, ["new-secret"], now=T0)
 
 
-class _FixedResolver(AbstractResolver):
-    """Answers every lookup with fixed addresses (the DNS answer under test)."""
+def _pool_resolving_to(addresses: list[str]) -> Pool:
+    """A guarded pool whose DNS answer (under test) is ``addresses``."""
 
-    def __init__(self, addresses: list[str]) -> None:
-        self.addresses = addresses
+    async def resolve(host: str, port: int) -> list[str]:
+        return addresses
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return [
-            ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
-            for a in self.addresses
-        ]
-
-    async def close(self) -> None:
-        """Nothing to release."""
+    return Pool(limit=1, guarded=True, max_body=1, resolve=resolve)
 
 
-async def test_guarded_resolver_keeps_only_public_addresses() -> None:
-    mixed = GuardedResolver(_FixedResolver(["10.0.0.5", "93.184.215.14"]))
-    assert [r["host"] for r in await mixed.resolve("example.com", 443)] == ["93.184.215.14"]
-    inward = GuardedResolver(_FixedResolver(["127.0.0.1", "169.254.169.254"]))
-    with pytest.raises(ForbiddenAddress, match="loopback"):
-        await inward.resolve("rebound.example.com", 443)
+async def test_the_guard_keeps_only_public_addresses() -> None:
+    mixed = _pool_resolving_to(["10.0.0.5", "93.184.215.14"])
+    assert await mixed.addresses(target_of("https://example.com/")) == ["93.184.215.14"]
+    inward = _pool_resolving_to(["127.0.0.1", "169.254.169.254", "fe80::1%eth0"])
+    with pytest.raises(ForbiddenAddress, match="loopback") as refused:
+        await inward.addresses(target_of("https://rebound.example.com/"))
+    assert "link-local" in str(refused.value)
+    # The real resolver: localhost is loopback whichever addresses it has.
+    real = Pool(limit=1, guarded=True, max_body=1)
+    with pytest.raises(ForbiddenAddress, match="callback host localhost resolves to"):
+        await real.addresses(target_of("https://localhost:8443/"))
 
 
 def test_attempt_errors_never_show_url_credentials() -> None:

@@ -1,5 +1,5 @@
 """What the delivery use cases need of an HTTP client (a port): send one
-request, get an ``Answer``. ``delivery/http.py`` implements it with aiohttp and
+request, get an ``Answer``. ``delivery/http.py`` implements it (httptools on keep-alive connections) and
 the SSRF guard; the use cases never import it, so ``delivery`` depends on
 ``app`` and not the other way round."""
 

@@ -45,8 +45,9 @@ from hookkeeper.service.telemetry.endpoint import (
     record_throttled,
 )
 from hookkeeper.service.telemetry.instrumentation import (
-    aiohttp_trace_configs,
+    ClientSpan,
     client_interceptors,
+    client_span,
     instrument_engine,
     server_interceptors,
     span,
@@ -74,10 +75,11 @@ from hookkeeper.service.telemetry.state import METER_NAME
 
 __all__ = [
     "METER_NAME",
+    "ClientSpan",
     "ExporterChoice",
     "RpcMetricsInterceptor",
-    "aiohttp_trace_configs",
     "client_interceptors",
+    "client_span",
     "configure",
     "exporters_from_env",
     "instrument_engine",

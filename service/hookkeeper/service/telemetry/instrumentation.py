@@ -1,6 +1,6 @@
 """The official OpenTelemetry instrumentations (gRPC server and client,
-SQLAlchemy, aiohttp, ASGI) and our own spans; each is a no-op when tracing
-is off."""
+SQLAlchemy, ASGI) and our own spans (delivery attempts and their requests);
+each is a no-op when tracing is off."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grpc
-from opentelemetry import trace
+import yarl
+from opentelemetry import propagate, trace
+from opentelemetry.trace import StatusCode
 
 from hookkeeper.service.telemetry.metrics import RpcMetricsInterceptor
 from hookkeeper.service.telemetry.state import METER_NAME, state
@@ -67,20 +69,65 @@ def instrument_engine(engine: Any) -> None:
     )
 
 
-def aiohttp_trace_configs() -> list[Any]:
-    """``trace_configs`` for the delivery ``aiohttp.ClientSession``: a client
-    span per POST and the W3C ``traceparent`` header on it (random ids only,
-    safe to show a partner; nothing goes into baggage). The span records the
-    callback URL without its query string or credentials, which partners
-    sometimes use for tokens. Empty when tracing is off."""
-    if state.tracer_provider is None:
-        return []
-    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+class ClientSpan:
+    """The client span of one outgoing delivery request, as a context manager:
+    ``headers`` carry its W3C ``traceparent`` (random ids only, safe to show a
+    partner; nothing goes into baggage) and ``answered`` records the status.
+    The span records the callback URL without its query string or
+    credentials, which partners sometimes use for tokens. With tracing off it
+    is a shared no-op: no span, no headers."""
 
-    def without_query(url: Any) -> str:
-        return str(url.with_query(None).with_user(None))
+    __slots__ = ("_scope", "_span", "headers")
 
-    return [create_trace_config(url_filter=without_query, tracer_provider=state.tracer_provider)]
+    def __init__(self, span: trace.Span | None = None) -> None:
+        self._span = span
+        self._scope: contextlib.AbstractContextManager[trace.Span] | None = None
+        self.headers: dict[str, str] = {}
+
+    def __enter__(self) -> ClientSpan:
+        if self._span is not None:
+            self._scope = trace.use_span(self._span, end_on_exit=True)
+            self._scope.__enter__()
+            propagate.inject(self.headers)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: object, tb: object) -> None:
+        if self._scope is None:
+            return
+        if kind is not None and self._span is not None:
+            # The type only: an error's text may quote the URL.
+            self._span.set_status(StatusCode.ERROR, kind.__name__)
+            self._span.set_attribute("error.type", kind.__name__)
+        self._scope.__exit__(None, None, None)
+
+    def answered(self, status: int) -> None:
+        """Records the answer's status (4xx and 5xx mark the span failed)."""
+        if self._span is not None:
+            self._span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                self._span.set_status(StatusCode.ERROR)
+
+
+_NO_SPAN = ClientSpan()
+
+
+def client_span(method: str, url: str) -> ClientSpan:
+    """A ClientSpan for one request (the shared no-op when tracing is off)."""
+    provider = state.tracer_provider
+    if provider is None:
+        return _NO_SPAN
+    shown = yarl.URL(url).with_query(None).with_user(None).with_fragment(None)
+    started = provider.get_tracer(METER_NAME).start_span(
+        method,
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "http.request.method": method,
+            "url.full": str(shown),
+            "server.address": shown.host or "",
+            "server.port": shown.port or 0,
+        },
+    )
+    return ClientSpan(started)
 
 
 @contextlib.contextmanager
