@@ -1,7 +1,7 @@
 """What the delivery use cases need of an HTTP client (a port): send one
-request, get an ``Answer``. ``delivery/http.py`` implements it (httptools on keep-alive connections) and
-the SSRF guard; the use cases never import it, so ``delivery`` depends on
-``app`` and not the other way round."""
+request, get an ``Answer``. ``delivery/http.py`` implements it (keep-alive
+HTTP/1.1 on httptools) with the SSRF guard; the use cases never import it,
+so ``delivery`` depends on ``app`` and not the other way round."""
 
 from __future__ import annotations
 
