@@ -114,6 +114,12 @@ class Dispatcher:
             db_concurrency=options.db_concurrency,
         )
         self._wakeup = asyncio.Event()
+        # Whether unclaimed deliveries may be due: set by a wake-up (a publish
+        # committed), a full claim (more may wait) and each poll (retries fall
+        # due); cleared as a claim starts, which sees everything committed by
+        # then. A wake-up during a claim is kept for the next one, and
+        # attempts ending with nothing due start no empty claims.
+        self._maybe_due = True
         self._inflight: set[asyncio.Task[None]] = set()
         # Claimed ahead, waiting for a free slot: a slot freed by an answer is
         # refilled at once instead of after the next claim's round trip.
@@ -134,6 +140,7 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Look for due work now instead of at the next poll."""
+        self._maybe_due = True
         self._wakeup.set()
 
     def _cap(self, host: str) -> int:
@@ -266,7 +273,9 @@ class Dispatcher:
             self._asked -= wanted
         self._accept(claimed)
         if claimed and len(claimed) + released == wanted:
-            self._wakeup.set()  # a full batch: more may be due right now
+            self._maybe_due = True  # a full batch: more may be due right now
+        if self._maybe_due:
+            self._wakeup.set()
 
     def _accept(self, claimed: list[ClaimedDelivery]) -> None:
         """Starts what the free slots allow and holds the rest for the next
@@ -384,7 +393,7 @@ class Dispatcher:
         if self._stopping:
             return
         self._refill()
-        if self._room >= self._claim_threshold:
+        if self._maybe_due and self._room >= self._claim_threshold:
             self._wakeup.set()
 
     async def _record(self) -> None:
@@ -516,9 +525,12 @@ class Dispatcher:
                 self._wakeup.clear()
                 wanted = min(options.batch_size, self._room - self._asked)
                 idle = not (self._inflight or self._ready or self._claims)
-                if len(self._claims) < _CLAIMS_AT_ONCE and (
-                    wanted >= self._claim_threshold or (idle and wanted > 0)
+                if (
+                    self._maybe_due
+                    and len(self._claims) < _CLAIMS_AT_ONCE
+                    and (wanted >= self._claim_threshold or (idle and wanted > 0))
                 ):
+                    self._maybe_due = False
                     self._asked += wanted
                     claim = asyncio.create_task(self._claim_into(wanted))
                     self._claims.add(claim)
@@ -528,9 +540,11 @@ class Dispatcher:
                     asyncio.create_task(self._wakeup.wait()),
                     asyncio.create_task(stop.wait()),
                 ]
-                await asyncio.wait(
+                woken, _ = await asyncio.wait(
                     waiters, timeout=options.poll_interval, return_when=asyncio.FIRST_COMPLETED
                 )
+                if not woken:
+                    self._maybe_due = True  # the poll: retries may have fallen due
                 for waiter in waiters:
                     waiter.cancel()
         finally:
