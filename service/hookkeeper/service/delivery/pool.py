@@ -19,6 +19,7 @@ host, and guarded against SSRF at connect time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections import OrderedDict, deque
@@ -84,10 +85,13 @@ class Pool:
             self._waiters.append(waiter)
             try:
                 await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-                    self._waiters.remove(waiter)
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: the next one may go
+                else:
+                    with contextlib.suppress(ValueError):  # already taken
+                        self._waiters.remove(waiter)
+                raise
 
     def release(self, conn: Connection, key: Key) -> None:
         """Takes ``conn`` back after an exchange: kept if still reusable,
@@ -162,8 +166,11 @@ class Pool:
         self._opening += 1
         try:
             conn = await self._connect(target)
-        finally:
+        except BaseException:
             self._opening -= 1
+            self._wake_one()  # its place in the pool is free again
+            raise
+        self._opening -= 1
         self._members.add(conn)
         return conn
 
