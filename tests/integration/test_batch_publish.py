@@ -207,3 +207,38 @@ async def test_a_bad_entry_is_named_by_index_and_nothing_is_stored(
             )
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert _fields(caught.value) == [field]
+
+
+async def test_only_subscribed_types_are_queued_and_each_to_its_configuration(
+    stubs: tuple[nt_grpc.NotificationServiceAsyncStub, AppContext],
+) -> None:
+    stub, ctx = stubs
+    queued = await _event_deliveries(ctx)
+    reply = await stub.BatchPublishEvents(
+        nt.BatchPublishEventsRequest(
+            parent=PARENT,
+            requests=[
+                _entry("m-0"),
+                _entry("m-1", event_type="ReviewsApproved"),  # not subscribed
+                _entry("m-2"),
+            ],
+        ),
+        metadata=AUTH,
+    )
+    assert [len(r.deliveries) for r in reply.responses] == [1, 0, 1]
+    assert not any(r.duplicate for r in reply.responses)
+    assert reply.responses[1].event.event_type == "ReviewsApproved"
+    targets = {d.callback_config for r in reply.responses for d in r.deliveries}
+    assert len(targets) == 1
+    assert targets.pop().startswith(f"{PARENT}/callbackConfigs/")
+    assert await _event_deliveries(ctx) == queued + 2
+    # The unsubscribed event is stored all the same: republished, a duplicate.
+    again = await stub.BatchPublishEvents(
+        nt.BatchPublishEventsRequest(
+            parent=PARENT, requests=[_entry("m-1", event_type="ReviewsApproved")]
+        ),
+        metadata=AUTH,
+    )
+    assert again.responses[0].duplicate
+    assert again.responses[0].event.name == reply.responses[1].event.name
+    assert list(again.responses[0].deliveries) == []

@@ -4,7 +4,7 @@ subscriptions, publishing, test sends, the attempt log and redelivery."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
@@ -328,6 +328,8 @@ class Notifications:
                         ids[3 * i], partner_id, kind.name, entry.event_id, payload, False, now
                     )
                 )
+        if not self._ctx.database.is_sqlite:
+            return await self._publish_many_pg(entries, fresh, first_of, ids)
         async with self._ctx.database.write() as conn:
             stored = await events.insert_events(conn, fresh)
             routes = {
@@ -357,24 +359,48 @@ class Notifications:
             )
         if new_deliveries:
             self._wake()
-        queued = {str(d.event_pk): [d] for d in new_deliveries}
-        if len(fresh) == len(entries):
-            # No id repeated within the batch (the usual case): ``stored`` is
-            # in the entries' order, one per entry.
-            return [
-                Published(event, queued.get(event.id, []), False)
-                if inserted
-                else Published(event, earlier.get(event.id, []), True)
-                for event, inserted in stored
-            ]
-        by_id = {event.event_id: (event, inserted) for event, inserted in stored}
-        answers = []
-        for i, entry in enumerate(entries):
-            event, inserted = by_id[entry.event_id]
-            repeat = not inserted or first_of[entry.event_id] != i
-            deliveries = queued.get(event.id, []) if inserted else earlier.get(event.id, [])
-            answers.append(Published(event, deliveries, repeat))
-        return answers
+        return _batch_answers(entries, first_of, stored, new_deliveries, earlier)
+
+    async def _publish_many_pg(
+        self,
+        entries: list[PublishEntry],
+        fresh: list[EventRecord],
+        first_of: dict[str, int],
+        ids: list[str],
+    ) -> list[Published]:
+        """``publish_many`` on PostgreSQL: one statement in autocommit (events,
+        deliveries, the dispatchers' wake-up); ids published before are then
+        read back with their deliveries."""
+        pairs = [
+            (ids[3 * first_of[e.event_id] + 1], ids[3 * first_of[e.event_id] + 2]) for e in fresh
+        ]
+        async with self._ctx.database.autocommit() as conn:
+            done = await delivery_queue.publish_many(conn, fresh, pairs)
+            repeated = [e.event_id for e in fresh if e.id not in done.inserted]
+            earlier_events = await events.get_events(conn, fresh[0].partner_id, repeated)
+            earlier = await delivery_queue.deliveries_of_events(
+                conn, [e.id for e in earlier_events.values()]
+            )
+        to_queue = [
+            delivery_queue.FreshDelivery(
+                delivery_id, transaction_id, e.id, done.queued[e.id], e.event_id, e.event_type
+            )
+            for e, (delivery_id, transaction_id) in zip(fresh, pairs, strict=True)
+            if e.id in done.queued
+        ]
+        new_deliveries = delivery_queue.new_deliveries(
+            partner_id=fresh[0].partner_id,
+            kind=DeliveryKind.EVENT,
+            now=fresh[0].create_time,
+            fresh=to_queue,
+        )
+        if new_deliveries:
+            self._wake()
+        stored = [
+            (e, True) if e.id in done.inserted else (earlier_events[e.event_id], False)
+            for e in fresh
+        ]
+        return _batch_answers(entries, first_of, stored, new_deliveries, earlier)
 
     # --- test sends ------------------------------------------------------
 
@@ -507,3 +533,33 @@ class Notifications:
         assert updated is not None
         self._wake()
         return updated
+
+
+def _batch_answers(
+    entries: list[PublishEntry],
+    first_of: dict[str, int],
+    stored: list[tuple[EventRecord, bool]],
+    new_deliveries: list[DeliveryRecord],
+    earlier: Mapping[str, list[DeliveryRecord]],
+) -> list[Published]:
+    """One answer per entry: the event stored (first occurrence of its id in
+    the batch) with the deliveries this batch queued, or, for an id
+    published before or repeated in the batch, as a republish."""
+    queued = {str(d.event_pk): [d] for d in new_deliveries}
+    if len(stored) == len(entries):
+        # No id repeated within the batch (the usual case): ``stored`` is
+        # in the entries' order, one per entry.
+        return [
+            Published(event, queued.get(event.id, []), False)
+            if inserted
+            else Published(event, earlier.get(event.id, []), True)
+            for event, inserted in stored
+        ]
+    by_id = {event.event_id: (event, inserted) for event, inserted in stored}
+    answers = []
+    for i, entry in enumerate(entries):
+        event, inserted = by_id[entry.event_id]
+        repeat = not inserted or first_of[entry.event_id] != i
+        deliveries = queued.get(event.id, []) if inserted else earlier.get(event.id, [])
+        answers.append(Published(event, deliveries, repeat))
+    return answers

@@ -3,6 +3,7 @@ connection of a transaction opened by the caller."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, select, text
@@ -81,6 +82,18 @@ _GET_EVENTS = select(notification_events).where(
     _events.partner_id == bindparam("partner_id"),
     _events.event_id.in_(bindparam("event_ids", expanding=True)),
 )
+
+
+async def get_events(
+    conn: AsyncConnection, partner_id: str, event_ids: Sequence[str]
+) -> dict[str, EventRecord]:
+    """The partner's events published under any of ``event_ids``, by event id."""
+    if not event_ids:
+        return {}
+    found = await conn.execute(_GET_EVENTS, {"partner_id": partner_id, "event_ids": event_ids})
+    return {e.event_id: e for e in (_event(row._mapping) for row in found)}
+
+
 # PostgreSQL: one fixed statement over arrays (one round trip, one prepared
 # statement whatever the batch size) instead of a VALUES list per size.
 # The inserted ids come back as one array in one row: reading a thousand
@@ -132,11 +145,6 @@ async def insert_events(
     if not records:
         return []
     inserted = await _insert_new(conn, records)
-    earlier: dict[str, EventRecord] = {}
     missing = [r.event_id for r in records if r.event_id not in inserted]
-    if missing:
-        found = await conn.execute(
-            _GET_EVENTS, {"partner_id": records[0].partner_id, "event_ids": missing}
-        )
-        earlier = {e.event_id: e for e in (_event(row._mapping) for row in found)}
+    earlier = await get_events(conn, records[0].partner_id, missing)
     return [(r, True) if r.event_id in inserted else (earlier[r.event_id], False) for r in records]
