@@ -316,8 +316,10 @@ class Notifications:
         within the batch is answered like a republish of its first entry."""
         checked = _checked_batch(parent, entries)
         now = self._ctx.clock()
-        # Three ids per event (event, delivery, transactionId), drawn at once.
-        ids = uuid4_strings(3 * len(entries))
+        # The ids of each event (event, delivery, transactionId), drawn at
+        # once; PostgreSQL draws the deliveries' own (see publish_many).
+        per_event = 3 if self._ctx.database.is_sqlite else 1
+        ids = uuid4_strings(per_event * len(entries))
         first_of: dict[str, int] = {}
         fresh: list[EventRecord] = []
         for i, (entry, (kind, payload)) in enumerate(zip(entries, checked, strict=True)):
@@ -325,11 +327,17 @@ class Notifications:
                 first_of[entry.event_id] = i
                 fresh.append(
                     EventRecord(
-                        ids[3 * i], partner_id, kind.name, entry.event_id, payload, False, now
+                        ids[per_event * i],
+                        partner_id,
+                        kind.name,
+                        entry.event_id,
+                        payload,
+                        False,
+                        now,
                     )
                 )
         if not self._ctx.database.is_sqlite:
-            return await self._publish_many_pg(entries, fresh, first_of, ids)
+            return await self._publish_many_pg(entries, fresh, first_of)
         async with self._ctx.database.write() as conn:
             stored = await events.insert_events(conn, fresh)
             routes = {
@@ -366,27 +374,28 @@ class Notifications:
         entries: list[PublishEntry],
         fresh: list[EventRecord],
         first_of: dict[str, int],
-        ids: list[str],
     ) -> list[Published]:
         """``publish_many`` on PostgreSQL: one statement in autocommit (events,
-        deliveries, the dispatchers' wake-up); ids published before are then
-        read back with their deliveries."""
-        pairs = [
-            (ids[3 * first_of[e.event_id] + 1], ids[3 * first_of[e.event_id] + 2]) for e in fresh
-        ]
+        deliveries with ids drawn by PostgreSQL, the dispatchers' wake-up);
+        ids published before are then read back with their deliveries."""
         async with self._ctx.database.autocommit() as conn:
-            done = await delivery_queue.publish_many(conn, fresh, pairs)
+            done = await delivery_queue.publish_many(conn, fresh)
             repeated = [e.event_id for e in fresh if e.id not in done.inserted]
             earlier_events = await events.get_events(conn, fresh[0].partner_id, repeated)
             earlier = await delivery_queue.deliveries_of_events(
                 conn, [e.id for e in earlier_events.values()]
             )
+        by_pk = {e.id: e for e in fresh}
         to_queue = [
             delivery_queue.FreshDelivery(
-                delivery_id, transaction_id, e.id, done.queued[e.id], e.event_id, e.event_type
+                delivery_id,
+                transaction_id,
+                pk,
+                config_id,
+                by_pk[pk].event_id,
+                by_pk[pk].event_type,
             )
-            for e, (delivery_id, transaction_id) in zip(fresh, pairs, strict=True)
-            if e.id in done.queued
+            for pk, config_id, delivery_id, transaction_id in done.queued
         ]
         new_deliveries = delivery_queue.new_deliveries(
             partner_id=fresh[0].partner_id,

@@ -414,50 +414,49 @@ async def publish_one(
 # insert of the same id to end, so they are committed events) and are read
 # back by the caller.
 _PUBLISH_MANY_PG = """
-WITH input AS MATERIALIZED (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-        AS u(id, event_type, event_id, payload, delivery_id, transaction_id)
-), ev AS (
+WITH ev AS (
     INSERT INTO notification_events
         (id, partner_id, event_type, event_id, payload, is_test, create_time)
-    SELECT id, $7, event_type, event_id, payload, false, $8 FROM input
+    SELECT u.id, $5, u.event_type, u.event_id, u.payload, false, $6
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+        AS u(id, event_type, event_id, payload)
     ON CONFLICT (partner_id, event_id) DO NOTHING
     RETURNING id, event_type
 ), dl AS (
     INSERT INTO notification_deliveries
         (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
          attempt_count, round_failures, next_attempt_time, last_error, create_time, update_time)
-    SELECT i.delivery_id, $7, $10, ev.id, s.callback_config_id, i.transaction_id, $11,
-           0, 0, $8, NULL, $8, $8
+    SELECT gen_random_uuid()::text, $5, $8, ev.id, s.callback_config_id,
+           gen_random_uuid()::text, $9, 0, 0, $6, NULL, $6, $6
     FROM ev
-    JOIN input i ON i.id = ev.id
-    JOIN notification_subscriptions s ON s.partner_id = $7 AND s.event_type = ev.event_type
-    RETURNING event_pk, callback_config_id
+    JOIN notification_subscriptions s ON s.partner_id = $5 AND s.event_type = ev.event_type
+    RETURNING id, transaction_id, event_pk, callback_config_id
 )
 SELECT (SELECT array_agg(id) FROM ev) AS inserted,
-       (SELECT array_agg(event_pk) FROM dl) AS queued_events,
-       (SELECT array_agg(callback_config_id) FROM dl) AS queued_configs,
-       (SELECT pg_notify($9, '') WHERE EXISTS (SELECT 1 FROM dl)) AS notified
+       (SELECT array_agg(ARRAY[event_pk, callback_config_id, id, transaction_id]) FROM dl)
+           AS queued,
+       (SELECT pg_notify($7, '') WHERE EXISTS (SELECT 1 FROM dl)) AS notified
 """
+# The deliveries' ids (and transactionIds) are drawn by PostgreSQL
+# (gen_random_uuid: version 4, canonical, as uuid4_strings) so that no row of
+# the deliveries' insert has to be matched back to its input row: that match,
+# planned generically for a parameter of unknown length, was a nested loop
+# over the batch for each event (499,500 comparisons and 150 ms for 1,000).
 
 
 class BatchStored(NamedTuple):
     """What ``publish_many`` stored: the inserted events' primary keys, and
-    the configuration each queued delivery goes to, by event primary key."""
+    for each queued delivery its event's primary key, configuration id,
+    delivery id and transactionId."""
 
     inserted: frozenset[str]
-    queued: dict[str, str]
+    queued: list[tuple[str, str, str, str]]
 
 
-async def publish_many(
-    conn: AsyncConnection,
-    events: Sequence[EventRecord],
-    ids: Sequence[tuple[str, str]],
-) -> BatchStored:
+async def publish_many(conn: AsyncConnection, events: Sequence[EventRecord]) -> BatchStored:
     """PostgreSQL, in autocommit: stores the ``events`` (distinct ids, one
     partner, created at once) whose ids are new and queues a delivery for
-    each whose type is subscribed (``ids``: its delivery id and
-    transactionId, by position), then wakes the dispatchers, in one
+    each whose type is subscribed, then wakes the dispatchers, in one
     statement."""
     first = events[0]
     result = await conn.exec_driver_sql(
@@ -467,8 +466,6 @@ async def publish_many(
             [e.event_type for e in events],
             [e.event_id for e in events],
             [e.payload for e in events],
-            [delivery_id for delivery_id, _ in ids],
-            [transaction_id for _, transaction_id in ids],
             first.partner_id,
             first.create_time,
             DUE_CHANNEL,
@@ -477,7 +474,10 @@ async def publish_many(
         ),
     )
     row = result.one()
-    queued = dict(zip(row.queued_events or (), row.queued_configs or (), strict=True))
+    queued = [
+        (pk, config, delivery, transaction)
+        for pk, config, delivery, transaction in row.queued or ()
+    ]
     return BatchStored(frozenset(row.inserted or ()), queued)
 
 
