@@ -35,6 +35,7 @@ import aiohttp
 import grpc
 
 from bench.delivery import (
+    DISPATCHER_WORKERS,
     PARTNER,
     _batch_publish,
     _cpu_seconds,
@@ -87,7 +88,7 @@ def _spy(pid: int, raw: Path) -> subprocess.Popen[bytes] | None:
         return None  # figures only (py-spy takes CPU from the same machine)
     return subprocess.Popen(
         [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", "200",
-         "--nonblocking", "--pid", str(pid), "-o", str(raw)],
+         "--nonblocking", "--subprocesses", "--pid", str(pid), "-o", str(raw)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -121,7 +122,13 @@ async def _run(phase: str, tmp: Path, db_url: str) -> None:
             if phase in ("drain", "light"):
                 if phase == "drain":
                     await _batch_publish(stub, PARTNER, "drain", DELIVERIES)
-                dispatcher = start(["dispatcher"], env, tmp / "dispatcher.log")
+                # As bench.delivery: BENCH_DISPATCHER_WORKERS processes (py-spy
+                # follows the supervisor's workers).
+                dispatcher = start(
+                    ["dispatcher", "--workers", str(DISPATCHER_WORKERS)],
+                    env,
+                    tmp / "dispatcher.log",
+                )
                 processes.append(dispatcher)
                 while "started" not in dispatcher.output():  # noqa: ASYNC110 (its log)
                     await asyncio.sleep(0.01)

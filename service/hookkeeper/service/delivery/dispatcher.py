@@ -40,6 +40,8 @@ from hookkeeper.service.store.records import (
 
 _log = logging.getLogger(__name__)
 _FLUSH_MAX = 500
+# How long the first outcome of a record waits for others to join it.
+_RECORD_GATHER_SECONDS = 0.01
 _QUEUE_REPORT_SECONDS = 10.0
 # A delivery handed back because its host is at the cap is due again after
 # this: by then attempts of that host have likely finished (or timed out).
@@ -406,6 +408,12 @@ class Dispatcher:
                 stopping = True
             else:
                 batch.append(first)
+                if self._results.qsize() < _FLUSH_MAX:
+                    # Let a few more outcomes arrive: under a light load they
+                    # come one at a time, and one statement each cost more
+                    # than the attempts (docs/delivery.md, round 7). The wait
+                    # delays no delivery, only its record.
+                    await asyncio.sleep(_RECORD_GATHER_SECONDS)
             while len(batch) < _FLUSH_MAX and not self._results.empty():
                 item = self._results.get_nowait()
                 if item is None:
