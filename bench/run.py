@@ -26,7 +26,7 @@ SECTIONS = [
 ]
 # The million-configuration run takes minutes more; BENCH_SCALE=1 adds it.
 if os.environ.get("BENCH_SCALE") == "1":
-    SECTIONS += ["bench.scale", "bench.delivery_scale"]
+    SECTIONS += ["bench.scale", "bench.delivery_scale", "bench.delivery_hosts"]
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
