@@ -22,6 +22,7 @@ import socket
 import ssl
 import struct
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ import trustme
 from aiohttp import web
 
 from hookkeeper.service.app.sending import Answer
+from hookkeeper.service.delivery import pool as pool_module
 from hookkeeper.service.delivery.connection import Connection
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.delivery.pool import ForbiddenAddress, Pool, Resolve
@@ -1222,3 +1224,64 @@ async def test_a_wake_up_is_not_lost_when_the_woken_request_gives_up(rig: Rig) -
         for task in (giving_up, waiting):
             task.cancel()
         await asyncio.gather(giving_up, waiting, return_exceptions=True)
+
+
+async def test_a_full_pool_never_holds_more_sockets_than_its_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every request to a new host evicts an idle connection; the evicted
+    socket closes a loop iteration after abort(), and until then it still
+    counts: the new connection waits for it rather than going over."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(answer)
+                await writer.drain()
+        writer.close()
+
+    servers = [await asyncio.start_server(serve, "127.0.0.1", 0) for _ in range(10)]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    made: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+    class Counted(Connection):
+        """A pool connection, remembered to count the open ones."""
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            made.add(self)
+            super().connection_made(transport)
+
+    monkeypatch.setattr(pool_module, "Connection", Counted)
+    sender = Sender(allow_insecure=True, max_connections=2)
+    peak = 0
+
+    def open_sockets() -> int:
+        return sum(1 for c in made if not c.closed)
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, open_sockets())
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    try:
+
+        async def one_by_one(order: list[int]) -> list[int]:
+            statuses = []
+            for port in order:
+                answer_ = await sender.request(
+                    "GET", f"http://127.0.0.1:{port}/", headers={}, body=None, timeout_seconds=2
+                )
+                statuses.append(answer_.http_status)
+            return statuses
+
+        results = await asyncio.gather(one_by_one(ports * 2), one_by_one(ports[::-1] * 2))
+    finally:
+        watcher.cancel()
+        await sender.close()
+        for server in servers:
+            server.close()
+    assert list(results) == [[200] * 20, [200] * 20]
+    assert 1 <= peak <= 2

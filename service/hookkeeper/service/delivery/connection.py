@@ -46,6 +46,11 @@ class Connection(asyncio.Protocol):
         self.reused = False
 
     @property
+    def closed(self) -> bool:
+        """The socket is closed (connection_lost has run)."""
+        return self._transport is None
+
+    @property
     def open(self) -> bool:
         """The connection can still carry a request."""
         return self._transport is not None and not self._transport.is_closing()

@@ -1,10 +1,12 @@
 """The delivery client's connection pool: bounded in total, kept alive per
 host, and guarded against SSRF at connect time.
 
-- At most ``limit`` connections are open at once, over all hosts. With the
-  pool full, an idle connection of another host is closed to make room (the
-  one idle longest); with none idle, the caller waits for one to come back.
-  So 10,000 distinct callback hosts cost at most ``limit`` sockets.
+- At most ``limit`` sockets are held at once, over all hosts: connections
+  open, being opened, or closing (a transport closes its socket a loop
+  iteration after abort()). With the pool full, the connection idle longest,
+  of any host, is closed to make room, and the caller waits for its socket
+  to close; with none idle, for a connection to come back. So 10,000
+  distinct callback hosts cost at most ``limit`` sockets.
 - Idle connections are reused most recent first, and dropped once idle longer
   than ``keepalive`` seconds: below the 5 s that common servers (Node.js,
   nginx's 75 s, Go's 90 s) keep an idle connection open, so the server is
@@ -59,8 +61,12 @@ class Pool:
         self._max_body = max_body
         self._tls = tls
         self._keepalive = keepalive
-        self._members: set[Connection] = set()  # open or opening, idle or busy
+        self._members: set[Connection] = set()  # open, idle or busy
         self._opening = 0
+        # Aborted but not yet closed: a transport closes its socket a loop
+        # iteration after abort(), so these still hold a socket and count
+        # against the limit until their connection_lost.
+        self._closing: set[Connection] = set()
         # Idle connections: per key (most recently used last), and over all
         # keys (least recently used first) to pick one to close when full.
         self._idle_by_key: dict[Key, list[Connection]] = {}
@@ -69,8 +75,8 @@ class Pool:
 
     @property
     def size(self) -> int:
-        """Connections open or being opened."""
-        return len(self._members) + self._opening
+        """Sockets held: connections open, being opened or closing."""
+        return len(self._members) + self._opening + len(self._closing)
 
     async def acquire(self, target: Target) -> Connection:
         """A connection to ``target``: an idle one, else a new one (waiting
@@ -79,8 +85,14 @@ class Pool:
             conn = self.take_idle(target.key)
             if conn is not None:
                 return conn
-            if self.size < self._limit or self._close_least_recent():
+            if self.size < self._limit:
                 return await self._open(target)
+            if self._idle:
+                # The connection idle longest makes room once its socket is
+                # closed (at once if it was already).
+                self._drop(next(iter(self._idle)))
+                if self.size < self._limit:
+                    continue
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -133,12 +145,6 @@ class Pool:
         del self._idle_by_key[key]
         return None
 
-    def _close_least_recent(self) -> bool:
-        if not self._idle:
-            return False
-        self._drop(next(iter(self._idle)))
-        return True
-
     def _drop(self, conn: Connection) -> None:
         key = self._idle.pop(conn, None)
         if key is not None:
@@ -147,11 +153,16 @@ class Pool:
             if not stack:
                 del self._idle_by_key[key]
         self._members.discard(conn)
-        conn.abort()
+        if not conn.closed:
+            self._closing.add(conn)
+            conn.abort()
 
     def _lost(self, conn: Connection) -> None:
-        """A connection closed (by either side): it leaves the pool."""
-        if conn in self._members:
+        """A connection's socket closed (by either side): its place is free."""
+        if conn in self._closing:
+            self._closing.discard(conn)
+            self._wake_one()
+        elif conn in self._members:
             self._drop(conn)
             self._wake_one()
 
