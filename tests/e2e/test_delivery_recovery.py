@@ -1,5 +1,6 @@
 """End to end: an expired secret failing until a refresh, a dispatcher killed
-with SIGKILL mid-delivery, and the SSRF guard of a production dispatcher.
+with SIGKILL mid-delivery, the SSRF guard of a production dispatcher, and a
+dispatcher's signatures reaching the audit trail.
 Real processes on one SQLite file, a real aiohttp receiver."""
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
+from hookkeeper.service.store.database import Database
 from tests.e2e.delivery_harness import eventually, new_stack, partner
 from tests.support.receiver import Received, Receiver
 
@@ -158,3 +161,41 @@ async def test_loopback_callback_refused_unless_development_mode(
         await api.close()
     finally:
         assert stack.stop_all() == [0, 0, 0], [p.output() for p in stack.processes]
+
+
+async def test_a_standalone_dispatcher_writes_its_signatures_to_the_audit_trail(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Signatures are counted in memory per minute; a dispatcher process must
+    # write its own (serve writes those it makes), at the latest as it stops.
+    stack = new_stack(tmp_path, HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true")
+    try:
+        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
+        who = partner()
+        config, secret = await api.config(who, receiver.url)
+        receiver.secrets = [secret]
+        await api.subscribe(who, "GuestReviewSubmitted", config)
+        for n in range(3):
+            await api.publish(who, "GuestReviewSubmitted", f"signed-{n}")
+        dispatcher = stack.dispatcher("dispatcher")
+        await receiver.wait_until(lambda: len(receiver.posts()) == 3)
+        assert all(p.signature_matches == [0] for p in receiver.posts())
+        assert dispatcher.terminate() == 0
+        await api.close()
+    finally:
+        stack.stop_all()
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'var' / 'hookkeeper.db'}")
+    try:
+        async with database.read() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT actor, resource, partner_id, count FROM audit_events"
+                        " WHERE action = 'secret.sign'"
+                    )
+                )
+            ).all()
+    finally:
+        await database.close()
+    assert [(r.resource, r.partner_id) for r in rows] == [(config, who.removeprefix("partners/"))]
+    assert sum(int(r[3]) for r in rows) == 3

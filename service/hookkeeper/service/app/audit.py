@@ -151,6 +151,30 @@ class AuditTrail:
             if stopping:
                 return
 
+    async def flush_signs_until(self, finished: asyncio.Event) -> None:
+        """Worker of ``hookkeeper dispatcher``, which signs but does not seal:
+        writes counted signatures every FLUSH_SECONDS and, once ``finished``
+        is set (after the last attempt), all of them. Without it a
+        dispatcher's signatures never reached the trail, and its tally
+        grew by one entry per configuration and minute for as long as it
+        ran. Sealing stays with ``serve``."""
+        failing = False
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), FLUSH_SECONDS)
+            last = finished.is_set()
+            try:
+                await self.flush_signs(everything=last)
+                failing = False
+            except Unavailable:
+                pass  # logged once by the database's availability; kept for the next round
+            except Exception:
+                if not failing:
+                    _log.exception("could not write counted signatures")
+                failing = True
+            if last:
+                return
+
     async def list_page(
         self,
         scope: Principal,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from hookkeeper.service.app.audit import AuditTrail
 from hookkeeper.service.app.context import AppContext
 from hookkeeper.service.app.notifications import DeliveryOptions, Notifications
 from hookkeeper.service.delivery.dispatcher import Dispatcher, DispatcherOptions
@@ -52,9 +53,15 @@ async def run_until_signalled(runtime: DeliveryRuntime, ctx: AppContext) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Signatures are counted in memory per minute: written from here (serve
+    # writes its own), the last ones once every attempt has ended.
+    finished = asyncio.Event()
+    flusher = asyncio.create_task(AuditTrail(ctx).flush_signs_until(finished))
     try:
         await runtime.run(stop)
     finally:
+        finished.set()
+        await flusher
         await ctx.database.close()
 
 
