@@ -122,17 +122,20 @@ class AuditTrail:
             if len(sealed) < _SEAL_BATCH:
                 return total
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, seal: bool = True) -> None:
         """Worker of ``serve``: seals events every SEAL_SECONDS and writes
-        counted signatures every FLUSH_SECONDS; on stop, all of them. A failed
-        round is tried again next time (nothing is lost); a database outage is
-        left to the health follower to report, anything else is logged once
-        per run of failures."""
+        counted signatures every FLUSH_SECONDS; on stop, all of them. Without
+        ``seal``, the worker of ``hookkeeper dispatcher``, which signs but
+        leaves sealing to ``serve``: it only writes its counted signatures
+        (before, they never reached the trail and its tally grew by one entry
+        per configuration and minute). A failed round is tried again next
+        time (nothing is lost); a database outage is left to the health
+        follower to report, anything else is logged once per run of failures."""
         flushed = time.monotonic()
         failing = False
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SEAL_SECONDS)
+                await asyncio.wait_for(stop.wait(), SEAL_SECONDS if seal else FLUSH_SECONDS)
             # Read once: a stop that arrives during this round's writes must
             # still get a last round that writes every count (it loops once more).
             stopping = stop.is_set()
@@ -140,7 +143,8 @@ class AuditTrail:
                 if stopping or time.monotonic() - flushed >= FLUSH_SECONDS:
                     await self.flush_signs(everything=stopping)
                     flushed = time.monotonic()
-                await self.seal_pending()
+                if seal:
+                    await self.seal_pending()
                 failing = False
             except Unavailable:
                 pass
@@ -149,30 +153,6 @@ class AuditTrail:
                     _log.exception("could not seal the audit trail or write counted signatures")
                 failing = True
             if stopping:
-                return
-
-    async def flush_signs_until(self, finished: asyncio.Event) -> None:
-        """Worker of ``hookkeeper dispatcher``, which signs but does not seal:
-        writes counted signatures every FLUSH_SECONDS and, once ``finished``
-        is set (after the last attempt), all of them. Without it a
-        dispatcher's signatures never reached the trail, and its tally
-        grew by one entry per configuration and minute for as long as it
-        ran. Sealing stays with ``serve``."""
-        failing = False
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), FLUSH_SECONDS)
-            last = finished.is_set()
-            try:
-                await self.flush_signs(everything=last)
-                failing = False
-            except Unavailable:
-                pass  # logged once by the database's availability; kept for the next round
-            except Exception:
-                if not failing:
-                    _log.exception("could not write counted signatures")
-                failing = True
-            if last:
                 return
 
     async def list_page(

@@ -56,7 +56,7 @@ async def run_until_signalled(runtime: DeliveryRuntime, ctx: AppContext) -> None
     # Signatures are counted in memory per minute: written from here (serve
     # writes its own), the last ones once every attempt has ended.
     finished = asyncio.Event()
-    flusher = asyncio.create_task(AuditTrail(ctx).flush_signs_until(finished))
+    flusher = asyncio.create_task(AuditTrail(ctx).run(finished, seal=False))
     try:
         await runtime.run(stop)
     finally:
