@@ -151,6 +151,24 @@ def test_bad_user_input_for_a_variable_of_the_wrong_type(stack: Stack, token: st
     assert "Int" in error["message"]
 
 
+def test_bad_user_input_for_a_null_variable_given_to_a_required_argument(
+    stack: Stack, token: str
+) -> None:
+    # Declared nullable, passed null, used where the argument is required:
+    # graphql-core finds it while executing (the error has a path), and it
+    # is still the caller's mistake. Found by the hypothesis campaign.
+    query = (
+        "query ($pageSize: Int) { notificationDeliveryAttempts(pageSize: $pageSize) "
+        "{ nextPageToken } }"
+    )
+    error = _only(stack.post(query, token, {"pageSize": None}), 200, "BAD_USER_INPUT")
+    assert error["extensions"]["field"] == "pageSize"
+    assert (
+        error["message"]
+        == "Argument 'pageSize' has an invalid value: required, it may not be null."
+    )
+
+
 def test_not_found(stack: Stack, token: str) -> None:
     missing = str(uuid.uuid4())
     error = _only(stack.post(REFRESH, token, {"id": missing, "keep": False}), 200, "NOT_FOUND")

@@ -109,6 +109,11 @@ _VARIABLE_PATH = re.compile(
     re.DOTALL,
 )
 _VARIABLE = re.compile(r"^Variable '\$(?P<name>\w+)'")
+# Coercing a field's argument while executing: "Argument 'pageSize' has
+# invalid value: Expected variable '$pageSize' provided to non-null type
+# 'Int!' not to be null." (a nullable variable given null for a required
+# argument), or an argument literal graphql-core echoes whole.
+_ARGUMENT = re.compile(r"^Argument '(?P<name>\w+)' has invalid value")
 
 
 def _variable_error(variable: str, message: str) -> tuple[str, str]:
@@ -148,6 +153,13 @@ def classify(error: GraphQLError) -> dict[str, Any]:
             formatted["extensions"] = {"code": BAD_USER_INPUT, "field": field}
         else:
             formatted["extensions"] = {"code": GRAPHQL_VALIDATION_FAILED}
+    elif match := _ARGUMENT.match(message):
+        # The caller's mistake although it has a path; the text may echo a
+        # literal (an API key), so the message is ours.
+        name = match["name"]
+        reason = "required, it may not be null" if "non-null type" in message else "invalid"
+        formatted["message"] = f"Argument '{name}' has an invalid value: {reason}."
+        formatted["extensions"] = {"code": BAD_USER_INPUT, "field": name}
     elif original is not None and not isinstance(original, GraphQLError):
         # An exception from a resolver: log its type, tell the partner nothing.
         _log.error(
