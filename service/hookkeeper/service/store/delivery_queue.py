@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.crypto.keyring import Sealed
@@ -305,47 +305,11 @@ async def insert_delivery(conn: Writer, record: DeliveryRecord) -> None:
     )
 
 
-# With the dispatchers' wake-up (sent once, on commit; see DUE_CHANNEL).
-_INSERT_DELIVERIES_PG = text(
-    """
-    INSERT INTO notification_deliveries
-        (id, partner_id, kind, event_pk, callback_config_id, transaction_id, state,
-         attempt_count, round_failures, next_attempt_time, last_error, create_time, update_time)
-    SELECT u.id, :partner_id, :kind, u.event_pk, u.config_id, u.transaction_id, :state,
-           0, 0, :now, NULL, :now, :now
-    FROM unnest(CAST(:ids AS text[]), CAST(:event_pks AS text[]),
-                CAST(:config_ids AS text[]), CAST(:transaction_ids AS text[]))
-         AS u(id, event_pk, config_id, transaction_id)
-    CROSS JOIN (SELECT pg_notify(:channel, '')) AS wake
-    """
-).bindparams(bindparam("now", type_=UTCDateTime))
-
-
 async def insert_deliveries(conn: AsyncConnection, records: Sequence[DeliveryRecord]) -> None:
-    """Queues many fresh deliveries (of ``new_delivery``, one partner, one
-    kind, due at their creation, all created at once) in one statement on
-    PostgreSQL."""
-    if not records:
-        return
-    if conn.dialect.name != "postgresql":
-        for record in records:
-            await insert_delivery(conn, record)
-        return
-    first = records[0]
-    await conn.execute(
-        _INSERT_DELIVERIES_PG,
-        {
-            "partner_id": first.partner_id,
-            "kind": first.kind,
-            "state": DeliveryState.PENDING,
-            "now": first.create_time,
-            "ids": [r.id for r in records],
-            "event_pks": [r.event_pk for r in records],
-            "config_ids": [r.callback_config_id for r in records],
-            "transaction_ids": [r.transaction_id for r in records],
-            "channel": DUE_CHANNEL,
-        },
-    )
+    """Queues many fresh deliveries, one statement each: batches reach here
+    on SQLite only; PostgreSQL's are queued by ``publish_many``."""
+    for record in records:
+        await insert_delivery(conn, record)
 
 
 # PublishEvent on PostgreSQL: the event, its delivery (when the partner

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookkeeper.service.domain.deliveries import EventRecord
@@ -17,7 +17,7 @@ from hookkeeper.service.store.delivery_tables import (
     notification_subscriptions,
 )
 from hookkeeper.service.store.dialects import insert_ignoring
-from hookkeeper.service.store.tables import UTCDateTime, callback_configs
+from hookkeeper.service.store.tables import callback_configs
 
 _events = notification_events.c
 _subs = notification_subscriptions.c
@@ -94,44 +94,10 @@ async def get_events(
     return {e.event_id: e for e in (_event(row._mapping) for row in found)}
 
 
-# PostgreSQL: one fixed statement over arrays (one round trip, one prepared
-# statement whatever the batch size) instead of a VALUES list per size.
-# The inserted ids come back as one array in one row: reading a thousand
-# result rows through SQLAlchemy's result was 2.5 % of serve's samples in
-# BatchPublishEvents' profile (docs/delivery.md, round 5).
-_INSERT_EVENTS_PG = text(
-    """
-    WITH inserted AS (
-    INSERT INTO notification_events
-        (id, partner_id, event_type, event_id, payload, is_test, create_time)
-    SELECT u.id, :partner_id, u.event_type, u.event_id, u.payload, false, :now
-    FROM unnest(CAST(:ids AS text[]), CAST(:event_types AS text[]),
-                CAST(:event_ids AS text[]), CAST(:payloads AS text[]))
-         AS u(id, event_type, event_id, payload)
-    ON CONFLICT (partner_id, event_id) DO NOTHING
-    RETURNING event_id
-    )
-    SELECT array_agg(event_id) FROM inserted
-    """
-).bindparams(bindparam("now", type_=UTCDateTime))
-
-
 async def _insert_new(conn: AsyncConnection, records: list[EventRecord]) -> set[str]:
-    """Inserts the events whose ids are new; returns those ids."""
-    if conn.dialect.name == "postgresql":
-        result = await conn.execute(
-            _INSERT_EVENTS_PG,
-            {
-                "partner_id": records[0].partner_id,
-                "now": records[0].create_time,
-                "ids": [r.id for r in records],
-                "event_types": [r.event_type for r in records],
-                "event_ids": [r.event_id for r in records],
-                "payloads": [r.payload for r in records],
-            },
-        )
-        return set(result.scalar_one() or ())
-    # SQLite (embedded, single writer): one statement per event is fine there.
+    """Inserts the events whose ids are new; returns those ids. One
+    statement per event: batches reach here on SQLite only (embedded, single
+    writer), PostgreSQL's go through ``delivery_queue.publish_many``."""
     return {r.event_id for r in records if (await insert_event(conn, r))[1]}
 
 
