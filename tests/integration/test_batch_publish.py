@@ -3,6 +3,7 @@ id, a bad entry named by its index; over a real gRPC channel."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -15,6 +16,7 @@ from hookkeeper.notifications.v1 import callback_config_pb2_grpc as cc_grpc
 from hookkeeper.notifications.v1 import notification_pb2 as nt
 from hookkeeper.notifications.v1 import notification_pb2_grpc as nt_grpc
 from hookkeeper.service.app.context import AppContext, Policy
+from hookkeeper.service.domain.ids import unix_millis
 from hookkeeper.service.server import start_server
 from hookkeeper.service.store import delivery_queue
 
@@ -101,6 +103,15 @@ async def test_a_batch_stores_every_event_and_queues_each_delivery(
     assert all(len(r.deliveries) == 1 for r in reply.responses)
     assert len({r.deliveries[0].transaction_id for r in reply.responses}) == 250
     assert await _event_deliveries(ctx) == before + 250
+    # Events and deliveries are keyed by version 7 ids of the publish's
+    # millisecond (time-ordered, for the indexes: domain/ids.py); the
+    # transactionIds partners see stay version 4.
+    millis = unix_millis(ctx.clock())
+    for r in reply.responses:
+        for name in (r.event.name, r.deliveries[0].name):
+            key = uuid.UUID(name.rsplit("/", 1)[1])
+            assert (key.version, key.int >> 80) == (7, millis), name
+        assert uuid.UUID(r.deliveries[0].transaction_id).version == 4
     # Each one is what PublishEvent would have stored: a republish is a duplicate.
     single = await stub.PublishEvent(
         nt.PublishEventRequest(

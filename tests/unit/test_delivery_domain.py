@@ -21,7 +21,14 @@ from hookkeeper.service.domain import envelope, event_types, retry
 from hookkeeper.service.domain.addresses import forbidden_reason
 from hookkeeper.service.domain.delivery_names import parse_delivery, parse_subscription
 from hookkeeper.service.domain.errors import InvalidArgument
-from hookkeeper.service.domain.ids import uuid4_string, uuid4_strings
+from hookkeeper.service.domain.ids import (
+    unix_millis,
+    uuid4_string,
+    uuid4_strings,
+    uuid7_prefix,
+    uuid7_string,
+    uuid7_strings,
+)
 from hookkeeper.service.receiver import SignatureError, verify_notification
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -208,6 +215,27 @@ def test_bulk_ids_are_canonical_distinct_version_4_uuids() -> None:
     # The variant digit takes all four values (its low bits stay random).
     assert {text[19] for text in ids} == set("89ab")
     assert uuid4_strings(0) == []
+
+
+def test_time_ordered_ids_are_canonical_distinct_version_7_uuids_of_their_millisecond() -> None:
+    moment = datetime(2026, 12, 2, 15, 30, 1, 234_567, tzinfo=UTC)
+    millis = unix_millis(moment)
+    assert millis == 1_796_225_401_234
+    ids = uuid7_strings(5000, millis)
+    assert len(set(ids)) == 5000
+    for text in [*ids, uuid7_string()]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text
+    # The first 48 bits are the millisecond; the variant digit stays random.
+    assert {uuid.UUID(text).int >> 80 for text in ids} == {millis}
+    assert {text[19] for text in ids} == set("89ab")
+    assert all(text.startswith(uuid7_prefix(millis)) for text in ids)
+    # Later milliseconds sort after earlier ones (as text, as PostgreSQL's
+    # B-tree compares them), whatever their random bits.
+    assert max(ids) < min(uuid7_strings(100, millis + 1))
+    assert uuid7_strings(0) == []
 
 
 @given(

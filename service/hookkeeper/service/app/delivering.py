@@ -22,7 +22,7 @@ from hookkeeper.service.domain.deliveries import (
 )
 from hookkeeper.service.domain.endpoint_health import GONE_STATUS
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from hookkeeper.service.domain.ids import uuid4_strings
+from hookkeeper.service.domain.ids import uuid7_string
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store.attempts import Settled
 from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
@@ -134,8 +134,6 @@ class Deliverer:
         self._secrets = SecretRotation(ctx)
         self._scale = scale
         self.owner = owner
-        # Attempt ids drawn in bulk (domain/ids.py): one os.urandom per 256.
-        self._ids: list[str] = []
 
     async def _send(
         self, claimed: ClaimedDelivery, target: TargetRecord, keys: BatchKeys | None
@@ -223,10 +221,8 @@ class Deliverer:
             answer = Answer(0, 0, "the callback configuration no longer exists")
         else:
             answer = await self._send(claimed, claimed.target, keys)
-        if not self._ids:
-            self._ids = uuid4_strings(256)
         attempt = AttemptRecord(
-            id=self._ids.pop(),
+            id=uuid7_string(),
             delivery_id=claimed.delivery.id,
             partner_id=claimed.delivery.partner_id,
             attempt_number=claimed.delivery.attempt_count,

@@ -31,7 +31,7 @@ from hookkeeper.service.domain.errors import (
     NotFound,
     invalid,
 )
-from hookkeeper.service.domain.ids import uuid4_strings
+from hookkeeper.service.domain.ids import unix_millis, uuid4_string, uuid4_strings, uuid7_strings
 from hookkeeper.service.domain.names import ConfigName, parse_config
 from hookkeeper.service.store import attempts, delivery_queue, events, subscriptions
 from hookkeeper.service.store import callback_configs as config_store
@@ -246,7 +246,8 @@ class Notifications:
         nothing."""
         kind, payload = _checked(event_type, payload_json, envelope.check_event_id(event_id))
         now = self._ctx.clock()
-        event_pk, delivery_id, transaction_id = uuid4_strings(3)
+        event_pk, delivery_id = uuid7_strings(2, unix_millis(now))
+        transaction_id = uuid4_string()
         record = EventRecord(event_pk, partner_id, kind.name, event_id, payload, False, now)
         if not self._ctx.database.is_sqlite:
             return await self._publish_pg(record, delivery_id, transaction_id)
@@ -316,10 +317,9 @@ class Notifications:
         within the batch is answered like a republish of its first entry."""
         checked = _checked_batch(parent, entries)
         now = self._ctx.clock()
-        # The ids of each event (event, delivery, transactionId), drawn at
-        # once; PostgreSQL draws the deliveries' own (see publish_many).
-        per_event = 3 if self._ctx.database.is_sqlite else 1
-        ids = uuid4_strings(per_event * len(entries))
+        # The events' ids, drawn at once; PostgreSQL draws the deliveries'
+        # own (see delivery_queue.publish_many).
+        ids = uuid7_strings(len(entries), unix_millis(now))
         first_of: dict[str, int] = {}
         fresh: list[EventRecord] = []
         for i, (entry, (kind, payload)) in enumerate(zip(entries, checked, strict=True)):
@@ -327,7 +327,7 @@ class Notifications:
                 first_of[entry.event_id] = i
                 fresh.append(
                     EventRecord(
-                        ids[per_event * i],
+                        ids[i],
                         partner_id,
                         kind.name,
                         entry.event_id,
@@ -345,13 +345,15 @@ class Notifications:
                 for s in await subscriptions.list_subscriptions(conn, partner_id)
             }
             to_queue = []
+            delivery_ids = uuid7_strings(len(entries), unix_millis(now))
+            transaction_ids = uuid4_strings(len(entries))
             for event, inserted in stored:
                 if inserted and (config_id := routes.get(event.event_type)) is not None:
-                    at = 3 * first_of[event.event_id]
+                    at = first_of[event.event_id]
                     to_queue.append(
                         delivery_queue.FreshDelivery(
-                            ids[at + 1],
-                            ids[at + 2],
+                            delivery_ids[at],
+                            transaction_ids[at],
                             event.id,
                             config_id,
                             event.event_id,
