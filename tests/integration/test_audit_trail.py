@@ -9,11 +9,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from hookkeeper.service.app import caller
 from hookkeeper.service.app.audit import AuditTrail
 from hookkeeper.service.app.callback_configs import CallbackConfigs
-from hookkeeper.service.app.context import AppContext
+from hookkeeper.service.app.context import AppContext, Policy
 from hookkeeper.service.app.key_rotation import rotate_keys
 from hookkeeper.service.app.secret_rotation import SecretRotation
 from hookkeeper.service.crypto.keyring import Keyring, generate_key_entry
@@ -21,6 +22,7 @@ from hookkeeper.service.domain import audit
 from hookkeeper.service.domain.callback_config import ConfigFields
 from hookkeeper.service.domain.errors import InvalidArgument
 from hookkeeper.service.domain.principals import Principal
+from hookkeeper.service.store.database import Database
 from tests.support.clock import FakeClock
 
 FIELDS = ConfigFields("https://testcallbackurl.com", "newapikey-SECRET", "partner@email.com", 50)
@@ -198,3 +200,48 @@ async def test_a_stop_during_a_round_still_writes_every_counted_signature(
         (audit.CONFIG_CREATE, 1),
     ]
     assert all(e.seq is not None for e in events)
+
+
+async def _sign_rows(ctx: AppContext) -> int:
+    async with ctx.database.read() as conn:
+        found = await conn.scalar(
+            text("SELECT count(*) FROM audit_events WHERE action = :a"), {"a": audit.SECRET_SIGN}
+        )
+    return int(found or 0)
+
+
+def _count_many(ctx: AppContext, n: int, *, last_partner: str = "acme") -> None:
+    trail = AuditTrail(ctx)
+    with caller.acting_as(GATEWAY):
+        for i in range(n):
+            partner = last_partner if i == n - 1 else "acme"
+            trail.count_sign(f"partners/{partner}/callbackConfigs/c-{i}", partner)
+
+
+async def test_a_minute_of_many_configurations_is_written_whole_in_chunks(
+    app_context: AppContext, clock: FakeClock
+) -> None:
+    # More counts than one statement writes (_FLUSH_CHUNK): every one arrives.
+    _count_many(app_context, 1_234)
+    clock.advance(timedelta(minutes=1))
+    assert await AuditTrail(app_context).flush_signs() == 1_234
+    assert await _sign_rows(app_context) == 1_234
+    assert app_context.sign_tally.counts == {}
+
+
+async def test_a_failed_chunk_writes_no_count_and_keeps_them_all(
+    postgres_url: str, keyring: Keyring, clock: FakeClock
+) -> None:
+    # PostgreSQL only: SQLite does not enforce the partner column's length,
+    # which makes the last chunk fail here after two chunks were written.
+    database = Database(postgres_url, pool_size=2)
+    try:
+        ctx = AppContext(database, keyring, Policy(), clock)
+        _count_many(ctx, 1_201, last_partner="p" * 200)
+        clock.advance(timedelta(minutes=1))
+        with pytest.raises(DBAPIError):
+            await AuditTrail(ctx).flush_signs()
+        assert await _sign_rows(ctx) == 0
+        assert len(ctx.sign_tally.counts) == 1_201
+    finally:
+        await database.close()

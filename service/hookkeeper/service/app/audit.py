@@ -34,6 +34,11 @@ _MAX_RESOURCE = 512
 # How often events are sealed, and counted signatures of finished minutes written.
 SEAL_SECONDS = 0.5
 FLUSH_SECONDS = 10.0
+# Counted signatures written per statement. A minute of a dispatcher serving
+# 10,000 configurations is 10,000 counts: written in one statement, their rows
+# and its parameters took 6 MB at once, which the allocator kept after they
+# were freed (the dispatcher's RSS rose 9 MiB at its first full minute).
+_FLUSH_CHUNK = 500
 
 
 def _trace_id() -> str:
@@ -96,8 +101,11 @@ class AuditTrail:
         items = self._ctx.sign_tally.drain(None if everything else self._ctx.clock())
         if items:
             try:
+                # One transaction (all counts or none, so a failure restores
+                # them all), chunked statements (a small peak of memory).
                 async with self._ctx.database.write() as conn:
-                    await _insert(conn, items)
+                    for start in range(0, len(items), _FLUSH_CHUNK):
+                        await _insert(conn, items[start : start + _FLUSH_CHUNK])
             except BaseException:
                 self._ctx.sign_tally.restore(items)
                 raise
