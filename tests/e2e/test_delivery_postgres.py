@@ -155,3 +155,123 @@ async def test_a_publish_wakes_a_dispatcher_in_another_process(
         codes = stack.stop_all()
         await receiver.stop()
     assert codes == [0, 0], [p.output() for p in stack.processes]
+
+
+async def _event_attempts_by_dispatcher(postgres_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(postgres_url.replace("+asyncpg", ""))
+    try:
+        rows = await conn.fetch(
+            "SELECT a.dispatcher, count(*) AS n FROM notification_attempts a "
+            "JOIN notification_deliveries d ON d.id = a.delivery_id "
+            "WHERE d.kind = 'EVENT' GROUP BY a.dispatcher"
+        )
+    finally:
+        await conn.close()
+    return {r["dispatcher"]: r["n"] for r in rows}
+
+
+async def _two_workers_started(dispatcher: Process) -> None:
+    for _ in range(300):
+        if dispatcher.output().count(" started on ") >= 2:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(dispatcher.output())
+
+
+async def test_under_a_light_load_the_first_worker_takes_every_wake_up(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """``--workers 2``: the second copy is a standby (DispatcherOptions.standby).
+    Its claim at start comes back short, so it leaves publishers' wake-ups to
+    the first copy, and here it never polls again: it delivers none of the
+    events published one at a time. Were both to claim on every wake-up, each
+    would win about half of them (all twelve to one: 1 in 2,048)."""
+    receiver = await Receiver().start()
+    stack = new_stack(tmp_path, postgres_url, HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true")
+    try:
+        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
+        who = partner()
+        config, secret = await api.config(who, receiver.url, wait_seconds=5)
+        receiver.secrets = [secret]
+        await api.subscribe(who, "GuestReviewSubmitted", config)
+        dispatcher = stack.dispatcher(
+            "dispatcher",
+            HOOKKEEPER_WORKERS="2",
+            HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS="3600",
+        )
+        await _two_workers_started(dispatcher)
+        await asyncio.sleep(0.5)  # the claims at start are over
+        for i in range(12):
+            await api.publish(who, "GuestReviewSubmitted", f"light-{i}")
+            await receiver.wait_until(lambda n=i + 1: len(receiver.posts()) == n, within=20)
+
+        async def all_recorded() -> None:
+            by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
+            assert sum(by_dispatcher.values()) == 12
+
+        await eventually(all_recorded)
+        by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
+        assert len(by_dispatcher) == 1, by_dispatcher
+        await api.close()
+    finally:
+        codes = stack.stop_all()
+        await receiver.stop()
+    assert codes == [0, 0], [p.output() for p in stack.processes]
+
+
+async def test_a_standby_worker_joins_when_it_finds_a_backlog(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The standby's poll finds a sizeable batch due: it takes part again."""
+    receiver = await Receiver().start()
+    stack = new_stack(
+        tmp_path,
+        postgres_url,
+        HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true",
+        HOOKKEEPER_DISPATCHER_BATCH_SIZE="8",
+        HOOKKEEPER_DISPATCHER_CONCURRENCY="8",
+        HOOKKEEPER_DB_POOL_SIZE="8",
+    )
+    try:
+        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
+        who = partner()
+        config, secret = await api.config(who, receiver.url, wait_seconds=5)
+        receiver.secrets = [secret]
+        await api.subscribe(who, "GuestReviewSubmitted", config)
+
+        async def slow_ok(request: Received) -> int:
+            await asyncio.sleep(0.05)  # a backlog builds up
+            return 200
+
+        receiver.behaviour = slow_ok
+        dispatcher = stack.dispatcher(
+            "dispatcher", HOOKKEEPER_WORKERS="2", HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS="0.2"
+        )
+        await _two_workers_started(dispatcher)
+        await asyncio.sleep(0.5)
+        await api.notifications.BatchPublishEvents(
+            nt.BatchPublishEventsRequest(
+                parent=who,
+                requests=[
+                    nt.PublishEventRequest(
+                        event_type="GuestReviewSubmitted", event_id=f"bulk-{i}", payload_json="{}"
+                    )
+                    for i in range(200)
+                ],
+            ),
+            metadata=METADATA,
+        )
+        await receiver.wait_until(lambda: len(receiver.posts()) >= 200, within=60)
+
+        async def all_recorded() -> None:
+            by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
+            assert sum(by_dispatcher.values()) == 200
+
+        await eventually(all_recorded)
+        by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
+        assert len(by_dispatcher) == 2, by_dispatcher
+        await api.close()
+    finally:
+        codes = stack.stop_all()
+        await receiver.stop()
+    assert codes == [0, 0], [p.output() for p in stack.processes]

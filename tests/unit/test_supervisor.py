@@ -69,3 +69,14 @@ def test_zero_workers_means_one_per_available_cpu() -> None:
 def test_no_workers_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         Supervisor([sys.executable, "-c", "pass"], 0).run()
+
+
+@pytest.mark.parametrize(("value", "index"), [(None, 0), ("0", 0), ("3", 3), ("x", 0), ("-2", 0)])
+def test_a_worker_knows_which_copy_it_is(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, index: int
+) -> None:
+    if value is None:
+        monkeypatch.delenv(supervisor.WORKER_INDEX_ENV, raising=False)
+    else:
+        monkeypatch.setenv(supervisor.WORKER_INDEX_ENV, value)
+    assert supervisor.worker_index() == index

@@ -35,6 +35,8 @@ _log = logging.getLogger(__name__)
 
 # A worker learns its supervisor's pid here, so it can stop when that dies.
 SUPERVISOR_PID_ENV = "HOOKKEEPER_SUPERVISOR_PID"
+# Which copy a worker is (0 first), for what only some copies do.
+WORKER_INDEX_ENV = "HOOKKEEPER_WORKER_INDEX"
 
 _PR_SET_PDEATHSIG = 1
 _POLL_SECONDS = 0.1
@@ -110,7 +112,7 @@ class Supervisor:
         self._stopping = True
 
     def _spawn(self, slot: _Slot) -> None:
-        env = {**self.env, SUPERVISOR_PID_ENV: str(os.getpid())}
+        env = {**self.env, SUPERVISOR_PID_ENV: str(os.getpid()), WORKER_INDEX_ENV: str(slot.index)}
         env["OTEL_RESOURCE_ATTRIBUTES"] = _with_instance_id(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
         slot.process = subprocess.Popen(list(self.argv), env=env)
         slot.started = time.monotonic()
@@ -224,6 +226,15 @@ def available_cpus() -> int:
 def resolve_workers(requested: int) -> int:
     """``0`` means one worker per available CPU."""
     return requested if requested > 0 else available_cpus()
+
+
+def worker_index() -> int:
+    """Which of its supervisor's copies this process is: 0 for the first,
+    and for a process started on its own."""
+    try:
+        return max(0, int(os.environ.get(WORKER_INDEX_ENV, "0")))
+    except ValueError:
+        return 0
 
 
 def attach_to_supervisor() -> None:

@@ -72,6 +72,14 @@ class DispatcherOptions:
     # Attempts signing (reading secrets) at once: below the connection pool's
     # size, so concurrency never overflows the pool.
     db_concurrency: int = 16
+    # A standby (the second and later copies of `hookkeeper dispatcher
+    # --workers N`) answers publishers' wake-ups only while its claims come
+    # back sizeable, a backlog; otherwise it claims at its polls. Under a
+    # light load the first copy then takes each wake-up's few deliveries
+    # alone: when every copy claimed on every wake-up, they split them into
+    # smaller batches, each with its fixed costs (claim, record, keys), and
+    # one empty claim (docs/delivery.md, round 8).
+    standby: bool = False
 
 
 def _record_admission(admission: Admission) -> None:
@@ -122,6 +130,9 @@ class Dispatcher:
         # then. A wake-up during a claim is kept for the next one, and
         # attempts ending with nothing due start no empty claims.
         self._maybe_due = True
+        # Whether wake-ups start claims: always, but for a standby that last
+        # found no backlog (DispatcherOptions.standby).
+        self._takes_wakeups = True
         self._inflight: set[asyncio.Task[None]] = set()
         # Claimed ahead, waiting for a free slot: a slot freed by an answer is
         # refilled at once instead of after the next claim's round trip.
@@ -141,9 +152,11 @@ class Dispatcher:
         self._fast: OrderedDict[str, None] = OrderedDict()
 
     def wake(self) -> None:
-        """Look for due work now instead of at the next poll."""
-        self._maybe_due = True
-        self._wakeup.set()
+        """Look for due work now instead of at the next poll (a standby:
+        only while it finds a backlog)."""
+        if self._takes_wakeups:
+            self._maybe_due = True
+            self._wakeup.set()
 
     def _cap(self, host: str) -> int:
         """A host known to answer quickly frees its slots at once and may use
@@ -274,6 +287,8 @@ class Dispatcher:
         finally:
             self._asked -= wanted
         self._accept(claimed)
+        if self._options.standby:
+            self._takes_wakeups = len(claimed) + released >= self._claim_threshold
         if claimed and len(claimed) + released == wanted:
             self._maybe_due = True  # a full batch: more may be due right now
         if self._maybe_due:

@@ -16,6 +16,7 @@ from hookkeeper.service.delivery.dispatcher import Dispatcher, DispatcherOptions
 from hookkeeper.service.delivery.http import Sender
 from hookkeeper.service.settings import Settings
 from hookkeeper.service.startup_heap import freeze_startup_heap
+from hookkeeper.service.supervisor import worker_index
 
 _log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def dispatcher_options(settings: Settings) -> DispatcherOptions:
         retry_interval_scale=settings.retry_interval_scale,
         # Leave a few pooled connections for claiming and recording.
         db_concurrency=max(1, min(16, settings.db_pool_size - 4)),
+        standby=worker_index() > 0,
     )
 
 
