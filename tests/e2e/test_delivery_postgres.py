@@ -5,6 +5,7 @@ exactly once when the receiver always answers in time."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -170,6 +171,10 @@ async def _event_attempts_by_dispatcher(postgres_url: str) -> dict[str, int]:
     return {r["dispatcher"]: r["n"] for r in rows}
 
 
+def _posts_are(receiver: Receiver, count: int) -> bool:
+    return len(receiver.posts()) == count
+
+
 async def _two_workers_started(dispatcher: Process) -> None:
     for _ in range(300):
         if dispatcher.output().count(" started on ") >= 2:
@@ -203,7 +208,7 @@ async def test_under_a_light_load_the_first_worker_takes_every_wake_up(
         await asyncio.sleep(0.5)  # the claims at start are over
         for i in range(12):
             await api.publish(who, "GuestReviewSubmitted", f"light-{i}")
-            await receiver.wait_until(lambda n=i + 1: len(receiver.posts()) == n, within=20)
+            await receiver.wait_until(functools.partial(_posts_are, receiver, i + 1), within=20)
 
         async def all_recorded() -> None:
             by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
