@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -22,6 +23,7 @@ from hookkeeper.service.domain.addresses import forbidden_reason
 from hookkeeper.service.domain.delivery_names import parse_delivery, parse_subscription
 from hookkeeper.service.domain.errors import InvalidArgument
 from hookkeeper.service.domain.ids import (
+    Uuid7Source,
     unix_millis,
     uuid4_string,
     uuid4_strings,
@@ -236,6 +238,19 @@ def test_time_ordered_ids_are_canonical_distinct_version_7_uuids_of_their_millis
     # B-tree compares them), whatever their random bits.
     assert max(ids) < min(uuid7_strings(100, millis + 1))
     assert uuid7_strings(0) == []
+
+
+def test_a_source_of_version_7_ids_gives_distinct_ids_of_now() -> None:
+    source = Uuid7Source()
+    before = time.time_ns() // 1_000_000
+    ids = [source.next() for _ in range(1000)]  # more than one draw of randomness
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == 1000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, text)
+        assert before <= parsed.int >> 80 <= after
+    assert {text[19] for text in ids} == set("89ab")
 
 
 @given(

@@ -22,7 +22,7 @@ from hookkeeper.service.domain.deliveries import (
 )
 from hookkeeper.service.domain.endpoint_health import GONE_STATUS
 from hookkeeper.service.domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from hookkeeper.service.domain.ids import uuid7_string
+from hookkeeper.service.domain.ids import Uuid7Source
 from hookkeeper.service.domain.names import ConfigName
 from hookkeeper.service.store.attempts import Settled
 from hookkeeper.service.store.records import ClaimedDelivery, TargetRecord
@@ -134,6 +134,7 @@ class Deliverer:
         self._secrets = SecretRotation(ctx)
         self._scale = scale
         self.owner = owner
+        self._ids = Uuid7Source()  # of the attempts
 
     async def _send(
         self, claimed: ClaimedDelivery, target: TargetRecord, keys: BatchKeys | None
@@ -222,7 +223,7 @@ class Deliverer:
         else:
             answer = await self._send(claimed, claimed.target, keys)
         attempt = AttemptRecord(
-            id=uuid7_string(),
+            id=self._ids.next(),
             delivery_id=claimed.delivery.id,
             partner_id=claimed.delivery.partner_id,
             attempt_number=claimed.delivery.attempt_count,

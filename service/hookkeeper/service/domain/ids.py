@@ -81,3 +81,22 @@ def uuid7_strings(count: int, unix_ms: int | None = None) -> list[str]:
 def uuid7_string() -> str:
     """One version 7 UUID of now in canonical text."""
     return uuid7_strings(1)[0]
+
+
+class Uuid7Source:
+    """Version 7 UUIDs one at a time, each of the millisecond it is taken,
+    their random bits drawn 256 ids' worth at once (one ``os.urandom`` call,
+    not one per id: per attempt, that call was 1 % of the dispatcher's CPU)."""
+
+    def __init__(self) -> None:
+        self._random = ""
+        self._at = 0
+
+    def next(self) -> str:
+        """A fresh id of now."""
+        if self._at >= len(self._random):
+            self._random, self._at = os.urandom(10 * 256).hex(), 0
+        h = self._random[self._at : self._at + 20]
+        self._at += 20
+        prefix = uuid7_prefix(time.time_ns() // 1_000_000)
+        return f"{prefix}{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
