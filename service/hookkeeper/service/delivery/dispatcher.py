@@ -131,7 +131,10 @@ class Dispatcher:
         # attempts ending with nothing due start no empty claims.
         self._maybe_due = True
         # Whether wake-ups start claims: always, but for a standby that last
-        # found no backlog (DispatcherOptions.standby).
+        # found no backlog (DispatcherOptions.standby). On PostgreSQL only:
+        # there every publish's NOTIFY reaches the first copy too, while on
+        # SQLite a wake-up comes only from a publish in the same process.
+        self._standby = options.standby and not ctx.database.is_sqlite
         self._takes_wakeups = True
         self._inflight: set[asyncio.Task[None]] = set()
         # Claimed ahead, waiting for a free slot: a slot freed by an answer is
@@ -287,7 +290,7 @@ class Dispatcher:
         finally:
             self._asked -= wanted
         self._accept(claimed)
-        if self._options.standby:
+        if self._standby:
             self._takes_wakeups = len(claimed) + released >= self._claim_threshold
         if claimed and len(claimed) + released == wanted:
             self._maybe_due = True  # a full batch: more may be due right now
