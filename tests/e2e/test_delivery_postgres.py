@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from hookkeeper.notifications.v1 import notification_pb2 as nt
-from tests.e2e.delivery_harness import METADATA, eventually, new_stack, partner
+from tests.e2e.delivery_harness import METADATA, Client, Stack, eventually, new_stack, partner
 from tests.support.postgres import create_database as create_postgres_database
 from tests.support.postgres import drop_database as drop_postgres_database
 from tests.support.postgres import require_postgres
@@ -45,31 +45,48 @@ async def postgres_url() -> AsyncIterator[str]:
         await drop_postgres_database(name)
 
 
+async def _api_subscribed(stack: Stack, receiver: Receiver) -> tuple[Client, str]:
+    """serve (API only) and a new partner whose one configuration, at the
+    receiver, is subscribed to GuestReviewSubmitted."""
+    api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
+    who = partner()
+    config, secret = await api.config(who, receiver.url, wait_seconds=5)
+    receiver.secrets = [secret]
+    await api.subscribe(who, "GuestReviewSubmitted", config)
+    return api, who
+
+
+def _small_batches(tmp_path: Path, postgres_url: str, *, batch: int) -> Stack:
+    """A stack whose dispatchers claim ``batch`` at a time, 8 in flight."""
+    return new_stack(
+        tmp_path,
+        postgres_url,
+        HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true",
+        HOOKKEEPER_DISPATCHER_BATCH_SIZE=str(batch),
+        HOOKKEEPER_DISPATCHER_CONCURRENCY="8",
+        HOOKKEEPER_DB_POOL_SIZE="8",
+    )
+
+
+def _answering_after(seconds: float) -> Callable[[Received], Awaitable[int]]:
+    """A receiver behaviour: 200, after ``seconds``."""
+
+    async def slow_ok(request: Received) -> int:
+        await asyncio.sleep(seconds)
+        return 200
+
+    return slow_ok
+
+
 async def test_two_dispatchers_never_send_the_same_attempt_concurrently(
     tmp_path: Path, postgres_url: str
 ) -> None:
     receiver = await Receiver().start()
-    stack = new_stack(
-        tmp_path,
-        postgres_url,
-        HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true",
-        # Small batches so both dispatchers keep coming back to the queue.
-        HOOKKEEPER_DISPATCHER_BATCH_SIZE="4",
-        HOOKKEEPER_DISPATCHER_CONCURRENCY="8",
-        HOOKKEEPER_DB_POOL_SIZE="8",
-    )
+    # Small batches so both dispatchers keep coming back to the queue.
+    stack = _small_batches(tmp_path, postgres_url, batch=4)
     try:
-        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
-        who = partner()
-        config, secret = await api.config(who, receiver.url, wait_seconds=5)
-        receiver.secrets = [secret]
-        await api.subscribe(who, "GuestReviewSubmitted", config)
-
-        async def slow_ok(request: Received) -> int:
-            await asyncio.sleep(0.1)  # keep requests overlapping
-            return 200
-
-        receiver.behaviour = slow_ok
+        api, who = await _api_subscribed(stack, receiver)
+        receiver.behaviour = _answering_after(0.1)  # keep requests overlapping
         # One on each event loop the setting offers: they share the queue alike.
         dispatchers = [
             stack.dispatcher("dispatcher-1"),
@@ -124,11 +141,7 @@ async def test_a_publish_wakes_a_dispatcher_in_another_process(
     receiver = await Receiver().start()
     stack = new_stack(tmp_path, postgres_url, HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true")
     try:
-        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
-        who = partner()
-        config, secret = await api.config(who, receiver.url, wait_seconds=5)
-        receiver.secrets = [secret]
-        await api.subscribe(who, "GuestReviewSubmitted", config)
+        api, who = await _api_subscribed(stack, receiver)
         dispatcher = stack.dispatcher(
             "dispatcher", HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS="3600"
         )
@@ -194,11 +207,7 @@ async def test_under_a_light_load_the_first_worker_takes_every_wake_up(
     receiver = await Receiver().start()
     stack = new_stack(tmp_path, postgres_url, HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true")
     try:
-        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
-        who = partner()
-        config, secret = await api.config(who, receiver.url, wait_seconds=5)
-        receiver.secrets = [secret]
-        await api.subscribe(who, "GuestReviewSubmitted", config)
+        api, who = await _api_subscribed(stack, receiver)
         dispatcher = stack.dispatcher(
             "dispatcher",
             HOOKKEEPER_WORKERS="2",
@@ -229,26 +238,10 @@ async def test_a_standby_worker_joins_when_it_finds_a_backlog(
 ) -> None:
     """The standby's poll finds a sizeable batch due: it takes part again."""
     receiver = await Receiver().start()
-    stack = new_stack(
-        tmp_path,
-        postgres_url,
-        HOOKKEEPER_ALLOW_INSECURE_CALLBACKS="true",
-        HOOKKEEPER_DISPATCHER_BATCH_SIZE="8",
-        HOOKKEEPER_DISPATCHER_CONCURRENCY="8",
-        HOOKKEEPER_DB_POOL_SIZE="8",
-    )
+    stack = _small_batches(tmp_path, postgres_url, batch=8)
     try:
-        api = stack.serve("api", HOOKKEEPER_DISPATCHER_ENABLED="false")
-        who = partner()
-        config, secret = await api.config(who, receiver.url, wait_seconds=5)
-        receiver.secrets = [secret]
-        await api.subscribe(who, "GuestReviewSubmitted", config)
-
-        async def slow_ok(request: Received) -> int:
-            await asyncio.sleep(0.05)  # a backlog builds up
-            return 200
-
-        receiver.behaviour = slow_ok
+        api, who = await _api_subscribed(stack, receiver)
+        receiver.behaviour = _answering_after(0.05)  # a backlog builds up
         dispatcher = stack.dispatcher(
             "dispatcher", HOOKKEEPER_WORKERS="2", HOOKKEEPER_DISPATCHER_POLL_INTERVAL_SECONDS="0.2"
         )

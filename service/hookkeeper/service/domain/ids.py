@@ -27,10 +27,10 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
-# The variant bits of byte 8 are 10xx: the first hex digit of the fourth
-# group is one of 8, 9, a, b (its two low bits kept from the random nibble).
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
+# The variant bits of byte 8 are 10xx: the first hex digit of the fourth
+# group is one of 8, 9, a, b (its two low bits kept from the random nibble).
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
@@ -71,11 +71,13 @@ def uuid7_strings(count: int, unix_ms: int | None = None) -> list[str]:
     locality, not a sequence."""
     prefix = uuid7_prefix(time.time_ns() // 1_000_000 if unix_ms is None else unix_ms)
     raw = os.urandom(10 * count).hex()
-    ids = []
-    for start in range(0, 20 * count, 20):
-        h = raw[start : start + 20]
-        ids.append(f"{prefix}{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}")
-    return ids
+    return [_uuid7(prefix, raw[start : start + 20]) for start in range(0, 20 * count, 20)]
+
+
+def _uuid7(prefix: str, h: str) -> str:
+    """The id of ``prefix`` (``uuid7_prefix``) and 20 random hex digits (the
+    19 used carry 74 random bits: the variant digit keeps two of its four)."""
+    return f"{prefix}{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
 
 
 def uuid7_string() -> str:
@@ -98,5 +100,4 @@ class Uuid7Source:
             self._random, self._at = os.urandom(10 * 256).hex(), 0
         h = self._random[self._at : self._at + 20]
         self._at += 20
-        prefix = uuid7_prefix(time.time_ns() // 1_000_000)
-        return f"{prefix}{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
+        return _uuid7(uuid7_prefix(time.time_ns() // 1_000_000), h)
