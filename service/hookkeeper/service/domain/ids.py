@@ -8,8 +8,8 @@ system's CSPRNG) and format the canonical text directly.
 
 Two kinds:
 
-- ``uuid4_strings``: RFC 9562 version 4, all random. For values nothing is
-  indexed by (transactionIds, lease tokens).
+- ``uuid4_strings``: RFC 9562 version 4, all random. For transactionIds,
+  which partners see and no index is built on.
 - ``uuid7_strings``: RFC 9562 version 7, a 48-bit Unix time in milliseconds
   then 74 random bits. For the primary keys of the tables written per event
   (events, deliveries, attempts): PostgreSQL's B-trees then take each new key
