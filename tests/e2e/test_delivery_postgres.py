@@ -184,6 +184,16 @@ async def _event_attempts_by_dispatcher(postgres_url: str) -> dict[str, int]:
     return {r["dispatcher"]: r["n"] for r in rows}
 
 
+async def _once_recorded(postgres_url: str, total: int) -> dict[str, int]:
+    """The event attempts by dispatcher, once ``total`` of them are recorded."""
+
+    async def all_recorded() -> None:
+        assert sum((await _event_attempts_by_dispatcher(postgres_url)).values()) == total
+
+    await eventually(all_recorded)
+    return await _event_attempts_by_dispatcher(postgres_url)
+
+
 def _posts_are(receiver: Receiver, count: int) -> bool:
     return len(receiver.posts()) == count
 
@@ -219,12 +229,7 @@ async def test_under_a_light_load_the_first_worker_takes_every_wake_up(
             await api.publish(who, "GuestReviewSubmitted", f"light-{i}")
             await receiver.wait_until(functools.partial(_posts_are, receiver, i + 1), within=20)
 
-        async def all_recorded() -> None:
-            by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
-            assert sum(by_dispatcher.values()) == 12
-
-        await eventually(all_recorded)
-        by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
+        by_dispatcher = await _once_recorded(postgres_url, 12)
         assert len(by_dispatcher) == 1, by_dispatcher
         await api.close()
     finally:
@@ -261,12 +266,7 @@ async def test_a_standby_worker_joins_when_it_finds_a_backlog(
         )
         await receiver.wait_until(lambda: len(receiver.posts()) >= 200, within=60)
 
-        async def all_recorded() -> None:
-            by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
-            assert sum(by_dispatcher.values()) == 200
-
-        await eventually(all_recorded)
-        by_dispatcher = await _event_attempts_by_dispatcher(postgres_url)
+        by_dispatcher = await _once_recorded(postgres_url, 200)
         assert len(by_dispatcher) == 2, by_dispatcher
         await api.close()
     finally:
